@@ -1,0 +1,1 @@
+"""Evaluation: vendored benchmarks, sandboxed execution of generated code, pass@k."""

@@ -1,0 +1,390 @@
+"""OpenAI-compatible HTTP server (FastAPI + uvicorn) over a local causal LM and LoRA adapters.
+
+The base model is loaded once; each adapter is attached to it with PEFT under its own name and
+picked per request by the `model` field, so comparing base and candidates never reloads
+weights. A lock serialises generation because every request shares that one model.
+
+Only the subset of the API the harness uses is implemented, plus vLLM's `guided_choice`, which
+forces the reply to be one of a few strings (how an LLM judge is made to answer "1".."5").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from omegaconf import OmegaConf
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+
+from harness.errors import HarnessError
+from harness.models.load import load_model, load_tokenizer
+
+DEFAULT_FIM = {"prefix": "<|fim_prefix|>", "suffix": "<|fim_suffix|>",
+               "middle": "<|fim_middle|>", "end": "<|endoftext|>"}
+CHAT_MAX_TOKENS = 512  # OpenAI's chat default is "until the context is full"; we cap it
+COMPLETION_MAX_TOKENS = 16  # OpenAI's documented default for /v1/completions
+
+
+class APIError(Exception):
+    """An error returned to the client in OpenAI's JSON shape."""
+
+    def __init__(self, status: int, message: str, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+
+def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="allow")  # unknown OpenAI fields are accepted and ignored
+
+    model: str
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    n: int = 1
+    stream: bool = False
+
+
+class ChatRequest(_Request):
+    messages: list[dict[str, Any]]
+    max_completion_tokens: int | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    guided_choice: list[str] | None = None
+
+
+class CompletionRequest(_Request):
+    prompt: str | list[str]
+    suffix: str | None = None
+    echo: bool = False
+
+
+@dataclass
+class Generation:
+    text: str
+    n_tokens: int
+    finish_reason: str
+    logprobs: list[dict] | None = None  # OpenAI chat shape: one entry per generated token
+
+
+class _Engine:
+    """The shared model, its tokenizer and adapters; every use goes through `use(name)`."""
+
+    def __init__(self, model_ref: str, adapters: dict[str, str], served_name: str):
+        if served_name in adapters:
+            raise HarnessError(f"adapter name {served_name!r} clashes with the base model's name")
+        cuda = torch.cuda.is_available()
+        self.tokenizer = load_tokenizer(model_ref)
+        model = load_model(model_ref, OmegaConf.create({"dtype": "bfloat16" if cuda else "float32"}))
+        self.device = torch.device("cuda" if cuda else "cpu")
+        model.to(self.device)
+        eos = model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
+        self.context = getattr(model.config, "max_position_embeddings", None)
+        if adapters:
+            from peft import PeftModel
+
+            first, *rest = adapters
+            model = PeftModel.from_pretrained(model, adapters[first], adapter_name=first)
+            for name in rest:
+                model.load_adapter(adapters[name], adapter_name=name)
+        self.model = model.eval()
+        self.served_name, self.adapters = served_name, dict(adapters)
+        self.lock = threading.Lock()
+
+    @property
+    def names(self) -> list[str]:
+        return [self.served_name, *self.adapters]
+
+    @contextlib.contextmanager
+    def use(self, name: str) -> Iterator[None]:
+        """Hold the lock with `name`'s weights active (for the base: all adapters disabled)."""
+        if name not in self.names:
+            raise APIError(404, f"The model `{name}` does not exist; served: {self.names}",
+                           "model_not_found")
+        with self.lock:
+            if name != self.served_name:
+                self.model.set_adapter(name)
+                yield
+            elif self.adapters:
+                with self.model.disable_adapter():
+                    yield
+            else:
+                yield
+
+    def budget(self, n_prompt: int, requested: int) -> int:
+        """`requested` new tokens, cut so prompt + completion fit the model's context."""
+        room = (self.context or n_prompt + requested) - n_prompt
+        if room <= 0:
+            raise APIError(400, f"the prompt is {n_prompt} tokens; the model's context is "
+                                f"{self.context}", "context_length_exceeded")
+        return min(requested, room)
+
+    def token_entry(self, token_id: int, logprob: float) -> dict:
+        text = self.tokenizer.decode([token_id])
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    @torch.inference_mode()
+    def generate(self, ids: list[int], max_tokens: int, temperature: float, top_p: float,
+                 seed: int | None, stop: list[str], stop_ids: set[int],
+                 top_logprobs: int | None = None) -> Generation:
+        """Decode token by token (KV-cached) until a stop token, a stop string or max_tokens.
+
+        Stop strings are checked on the decoded text, so they may span tokens; the returned
+        text ends before the earliest one, as OpenAI's does.
+        """
+        rng = torch.Generator().manual_seed(seed if seed is not None else random.getrandbits(63))
+        inputs, past = torch.tensor([ids], device=self.device), None
+        out: list[int] = []
+        entries: list[dict] = []
+        text, finish, token = "", "length", -1
+        for _ in range(max_tokens):
+            step = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
+            past = step.past_key_values
+            logprobs = torch.log_softmax(step.logits[0, -1].float(), dim=-1).cpu()
+            token = _sample(logprobs, temperature, top_p, rng)
+            if token in stop_ids:
+                finish = "stop"
+                break
+            out.append(token)
+            if top_logprobs is not None:
+                top = logprobs.topk(top_logprobs) if top_logprobs else None
+                entries.append({**self.token_entry(token, float(logprobs[token])),
+                                "top_logprobs": [] if top is None else [
+                                    self.token_entry(int(i), float(v))
+                                    for v, i in zip(top.values, top.indices, strict=True)]})
+            text = self.tokenizer.decode(out, skip_special_tokens=True)
+            cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=None)
+            if cut is not None:
+                text, finish = text[:cut], "stop"
+                break
+            inputs = torch.tensor([[token]], device=self.device)
+        n_tokens = len(out) + (token in stop_ids)  # a stop token is generated, so it counts
+        return Generation(text, n_tokens, finish, entries if top_logprobs is not None else None)
+
+    @torch.inference_mode()
+    def choose(self, ids: list[int], choices: list[str], top_logprobs: int | None) -> Generation:
+        """vLLM's guided_choice: the choice with the highest total log-probability.
+
+        All choices are scored in one right-padded batch; only the logits over the choice
+        positions are materialised (`logits_to_keep`), which matters with 150k-token vocabularies.
+        """
+        seqs = [self.tokenizer.encode(c, add_special_tokens=False) for c in choices]
+        if not all(seqs):
+            raise APIError(400, "guided_choice entries must be non-empty strings")
+        width = max(map(len, seqs))
+        pad = self.tokenizer.pad_token_id or 0
+        batch = [ids + s + [pad] * (width - len(s)) for s in seqs]
+        mask = [[1] * (len(ids) + len(s)) + [0] * (width - len(s)) for s in seqs]
+        logits = self.model(input_ids=torch.tensor(batch, device=self.device),
+                            attention_mask=torch.tensor(mask, device=self.device),
+                            logits_to_keep=width + 1).logits[:, :-1]
+        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        totals = torch.stack([logprobs[i, torch.arange(len(s)), torch.tensor(s)].sum()
+                              for i, s in enumerate(seqs)])
+        best = int(totals.argmax())
+        entries = None
+        if top_logprobs is not None:  # renormalised over the choices, reported at position 0
+            norm = torch.log_softmax(totals, dim=0)
+            order = norm.argsort(descending=True)[: top_logprobs or len(choices)]
+
+            def entry(i: int) -> dict:
+                return {"token": choices[i], "logprob": float(norm[i]),
+                        "bytes": list(choices[i].encode())}
+
+            entries = [{**entry(best), "top_logprobs": [entry(int(i)) for i in order]}]
+        return Generation(choices[best], len(seqs[best]), "stop", entries)
+
+
+def _sample(logprobs: torch.Tensor, temperature: float, top_p: float,
+            rng: torch.Generator) -> int:
+    """Greedy at temperature 0, else nucleus sampling from the tempered distribution."""
+    if temperature == 0:
+        return int(logprobs.argmax())
+    probs = torch.softmax(logprobs / temperature, dim=-1)
+    if top_p < 1:
+        sorted_p, order = probs.sort(descending=True)
+        keep = sorted_p.cumsum(0) - sorted_p < top_p  # smallest prefix whose mass reaches top_p
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+    return int(torch.multinomial(probs, 1, generator=rng))
+
+
+def _check(req: _Request) -> dict[str, Any]:
+    """Reject what is not implemented; return the sampling settings with OpenAI's defaults."""
+    if req.n != 1:
+        raise APIError(400, "only n=1 is supported")
+    if req.stream:
+        raise APIError(400, "streaming is not supported")
+    temperature = 1.0 if req.temperature is None else req.temperature
+    top_p = 1.0 if req.top_p is None else req.top_p
+    if not 0 <= temperature <= 2 or not 0 < top_p <= 1:
+        raise APIError(400, "temperature must be in [0, 2] and top_p in (0, 1]")
+    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    return {"temperature": temperature, "top_p": top_p, "seed": req.seed, "stop": stop}
+
+
+def _max_tokens(*values: int | None) -> int:
+    requested = next(v for v in values if v is not None)
+    if requested < 1:
+        raise APIError(400, "max_tokens must be at least 1")
+    return requested
+
+
+def _text(content: Any) -> str:
+    """Message content as text; the list-of-parts form keeps only its text parts."""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
+
+
+def _reply(kind: str, prefix: str, model: str, choice: dict, n_prompt: int,
+           gen: Generation) -> dict:
+    usage = {"prompt_tokens": n_prompt, "completion_tokens": gen.n_tokens,
+             "total_tokens": n_prompt + gen.n_tokens}
+    return {"id": f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
+            "model": model, "choices": [choice], "usage": usage}
+
+
+def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_name: str = "base",
+               fim: dict | None = None) -> FastAPI:
+    """Load `model_ref` once (plus `adapters`: name -> adapter dir) and serve it over HTTP.
+
+    `fim` overrides the fill-in-the-middle sentinels (prefix, suffix, middle, end) used when a
+    completion request carries a `suffix`; the defaults are Qwen2.5-Coder's.
+    """
+    adapters = dict(adapters or {})
+    engine = _Engine(model_ref, adapters, served_name)
+    tok = engine.tokenizer
+    fim = {**DEFAULT_FIM, **(fim or {})}
+    fim_end = tok.get_vocab().get(fim["end"])
+    app = FastAPI(title="harness model server")
+    app.state.engine = engine
+
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, exc: APIError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                     for e in exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.get("/v1/models")
+    def list_models() -> dict:
+        created = int(time.time())
+        return {"object": "list", "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": "harness",
+             "root": adapters.get(name, model_ref),
+             "parent": served_name if name in adapters else None}
+            for name in engine.names]}
+
+    @app.post("/v1/chat/completions")
+    def chat_completions(req: ChatRequest) -> dict:
+        sampling = _check(req)
+        try:
+            messages = [{"role": m.get("role"), "content": _text(m.get("content"))}
+                        for m in req.messages]
+            prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception as e:
+            raise APIError(400, f"could not render the messages with the chat template: {e}") from e
+        ids = tok(prompt, add_special_tokens=False).input_ids
+        top = (req.top_logprobs or 0) if req.logprobs else None
+        with engine.use(req.model):
+            if req.guided_choice is not None:
+                gen = engine.choose(ids, req.guided_choice, top)
+            else:
+                wanted = _max_tokens(req.max_completion_tokens, req.max_tokens, CHAT_MAX_TOKENS)
+                gen = engine.generate(ids, engine.budget(len(ids), wanted), **sampling,
+                                      stop_ids=engine.eos_ids, top_logprobs=top)
+        choice = {"index": 0, "message": {"role": "assistant", "content": gen.text},
+                  "logprobs": None if gen.logprobs is None else {"content": gen.logprobs},
+                  "finish_reason": gen.finish_reason}
+        return _reply("chat.completion", "chatcmpl", req.model, choice, len(ids), gen)
+
+    @app.post("/v1/completions")
+    def completions(req: CompletionRequest) -> dict:
+        sampling = _check(req)
+        if req.echo:
+            raise APIError(400, "echo is not supported")
+        prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
+        if len(prompts) != 1:
+            raise APIError(400, "exactly one prompt per request is supported")
+        prompt = prompts[0]
+        if req.suffix is not None:
+            prompt = fim["prefix"] + prompt + fim["suffix"] + req.suffix + fim["middle"]
+        ids = tok(prompt).input_ids
+        stop_ids = engine.eos_ids | ({fim_end} if fim_end is not None else set())
+        with engine.use(req.model):
+            wanted = _max_tokens(req.max_tokens, COMPLETION_MAX_TOKENS)
+            gen = engine.generate(ids, engine.budget(len(ids), wanted), **sampling,
+                                  stop_ids=stop_ids)
+        choice = {"index": 0, "text": gen.text, "logprobs": None,
+                  "finish_reason": gen.finish_reason}
+        return _reply("text_completion", "cmpl", req.model, choice, len(ids), gen)
+
+    return app
+
+
+class ServerThread:
+    """Run uvicorn for `app` in a daemon thread, so one process can serve a model and call it
+    over real HTTP (tests, the local judge). The socket is bound before the thread starts, so
+    port 0 (any free port) has no race."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0):
+        self.app, self.host, self.port = app, host, port
+        self.base_url = ""
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+
+    def __enter__(self) -> ServerThread:
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((self.host, self.port))
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
+                                        name=f"uvicorn-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self._server.started:  # set once the socket is listening
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.__exit__(None, None, None)
+                raise HarnessError(f"the model server on {self.host}:{self.port} did not start")
+            time.sleep(0.01)
+        self.base_url = f"http://{self.host}:{self.port}/v1"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if self._socket is not None:
+            self._socket.close()

@@ -1,0 +1,93 @@
+"""Run one stage of the pipeline with a file contract, caching and crash safety.
+
+Each stage writes into `<run_dir>/<stage>.partial/` and the directory is renamed to
+`<run_dir>/<stage>/` only when the stage finished, with `stage.json` recording a fingerprint
+of everything the output depends on (its config sections and the upstream fingerprint).
+A rerun with the same fingerprint skips the stage; a crashed stage leaves its `.partial`
+directory, which the next attempt reuses (training resumes from its checkpoints there).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import HarnessError
+from harness.io import atomic_write_json, read_json, stable_hash
+
+log = logging.getLogger(__name__)
+
+STAGES = ("mine", "format", "train", "eval", "gate", "report")
+UPSTREAM = {"format": "mine", "train": "format", "eval": "train", "gate": "eval", "report": "gate"}
+# Config sections each stage's output depends on.
+SECTIONS = {
+    "mine": ["data.repo", "data.rev", "data.mine"],
+    "format": ["data.format", "model"],
+    "train": ["train", "model"],
+    "eval": ["eval", "judge", "model"],
+    "gate": ["gate"],
+    "report": ["report_dir"],
+}
+MODULES = {"mine": "harness.mine", "format": "harness.format", "train": "harness.train",
+           "eval": "harness.eval", "gate": "harness.gate", "report": "harness.report"}
+
+
+def stage_dir(cfg: DictConfig, name: str) -> Path:
+    return Path(cfg.run_dir) / name
+
+
+def require_output(cfg: DictConfig, name: str) -> Path:
+    """The finished output directory of an upstream stage, or a clear error."""
+    path = stage_dir(cfg, name)
+    if not (path / "stage.json").exists():
+        raise HarnessError(
+            f"no finished '{name}' stage in {cfg.run_dir}. Fix: run `harness {name} "
+            f"run_name={cfg.run_name}` first, or `harness run` to chain every stage."
+        )
+    return path
+
+
+def fingerprint(cfg: DictConfig, name: str) -> str:
+    parts: dict = {"stage": name}
+    for key in SECTIONS[name]:
+        parts[key] = OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(cfg, key)}),
+                                            resolve=True)
+    module = importlib.import_module(MODULES[name])
+    if hasattr(module, "fingerprint_inputs"):
+        parts["inputs"] = module.fingerprint_inputs(cfg)
+    if name in UPSTREAM:
+        parts["upstream"] = read_json(require_output(cfg, UPSTREAM[name]) / "stage.json")["fingerprint"]
+    return stable_hash(parts)
+
+
+def run_stage(cfg: DictConfig, name: str, force: bool = False) -> dict:
+    """Run stage `name` unless an identical finished output exists; return its summary."""
+    out = stage_dir(cfg, name)
+    fp = fingerprint(cfg, name)
+    done = out / "stage.json"
+    if not force and done.exists() and read_json(done)["fingerprint"] == fp:
+        log.info("%s: up to date, skipped (%s)", name, out)
+        return read_json(done)["summary"]
+    partial = out.with_name(name + ".partial")
+    marker = partial / ".fingerprint"
+    if partial.exists() and (not marker.exists() or marker.read_text() != fp):
+        shutil.rmtree(partial)  # leftovers of a different config: not resumable
+    partial.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fp)
+    log.info("%s: running → %s", name, out)
+    t0 = time.time()
+    summary = importlib.import_module(MODULES[name]).run(cfg, partial)
+    atomic_write_json(partial / "stage.json", {"stage": name, "fingerprint": fp,
+                                               "seconds": round(time.time() - t0, 2),
+                                               "summary": summary})
+    marker.unlink()
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    log.info("%s: done in %.1fs → %s", name, time.time() - t0, out)
+    return summary
