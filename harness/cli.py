@@ -11,7 +11,6 @@ import os
 import sys
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 USAGE = """usage: harness <command> [key=value ...] [-m]
 
 commands:
@@ -81,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     import hydra
 
     from harness.errors import HarnessError
+    from harness.paths import CONF_DIR
 
     sys.argv = [f"harness {command}", *argv, f"hydra.job.name={command}"]
 

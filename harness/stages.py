@@ -33,8 +33,7 @@ SECTIONS = {
     "gate": ["gate"],
     "report": ["report_dir"],
 }
-MODULES = {"mine": "harness.mine", "format": "harness.format", "train": "harness.train",
-           "eval": "harness.eval", "gate": "harness.gate", "report": "harness.report"}
+MODULES = {name: f"harness.{name}.stage" for name in STAGES}
 
 
 def stage_dir(cfg: DictConfig, name: str) -> Path:
@@ -55,8 +54,9 @@ def require_output(cfg: DictConfig, name: str) -> Path:
 def fingerprint(cfg: DictConfig, name: str) -> str:
     parts: dict = {"stage": name}
     for key in SECTIONS[name]:
-        parts[key] = OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(cfg, key)}),
-                                            resolve=True)
+        value = OmegaConf.select(cfg, key)
+        parts[key] = (OmegaConf.to_container(value, resolve=True)
+                      if OmegaConf.is_config(value) else value)
     module = importlib.import_module(MODULES[name])
     if hasattr(module, "fingerprint_inputs"):
         parts["inputs"] = module.fingerprint_inputs(cfg)

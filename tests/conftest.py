@@ -28,3 +28,69 @@ def tiny_model(harness_cache) -> str:
 def git(repo: Path, *args: str, env: dict | None = None) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
                           text=True, env={**os.environ, **(env or {})}).stdout.strip()
+
+
+from harness.paths import CONF_DIR  # noqa: E402
+
+
+def make_cfg(run_dir: Path, repo: Path | None = None, overrides: list[str] = (),
+             cache_dir: Path | None = None):
+    """The composed Hydra config a `harness` command would see, with paths pointed at tmp."""
+    from hydra import compose, initialize_config_dir
+
+    base = [f"run_dir={run_dir}", "run_name=test", f"report_dir={run_dir}/report-out"]
+    if repo is not None:
+        base.append(f"data.repo={repo}")
+    if cache_dir is not None:
+        base.append(f"cache_dir={cache_dir}")
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=[*base, *overrides])
+
+
+def _function(name: str, n: int) -> str:
+    body = "\n".join(f"    total += {i} * value  # step {i}" for i in range(n))
+    return (f"\n\ndef {name}(value: int) -> int:\n    \"\"\"Accumulate {name}.\"\"\"\n"
+            f"    total = 0\n{body}\n    return total\n")
+
+
+def commit(repo: Path, files: dict[str, str], message: str, day: int,
+           author: str = "Dev One <dev1@example.com>", append: bool = True) -> str:
+    """Write (append to) files and commit them with a fixed date, so history order is known."""
+    for rel, text in files.items():
+        path = repo / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a" if append else "w", encoding="utf-8") as f:
+            f.write(text)
+    git(repo, "add", "-A")
+    name, email = author[:-1].split(" <")
+    date = f"2024-01-{day:02d}T12:00:00+00:00"
+    git(repo, "commit", "-q", "-m", message, env={
+        "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date})
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def history_repo(tmp_path) -> Path:
+    """A Python project with ten ordinary commits plus the kinds of commit mining must drop:
+    a merge, a bot, a lockfile-only change, a one-word message and a giant change."""
+    repo = tmp_path / "project"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    commit(repo, {"pkg/core.py": '"""Core maths."""\n', "README.md": "# project\n"},
+           "Create the package skeleton with a core module", day=1)
+    for i in range(10):
+        commit(repo, {f"pkg/mod{i % 3}.py": _function(f"feature_{i}", 22)},
+               f"Add feature_{i} to accumulate weighted values\n\nNeeded by report {i}.", day=2 + i)
+    git(repo, "checkout", "-q", "-b", "topic", "HEAD~2")
+    commit(repo, {"pkg/topic.py": _function("topic_work", 22)}, "Add topic work helper", day=13)
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", "topic", "-m", "Merge branch 'topic'",
+        env={"GIT_AUTHOR_DATE": "2024-01-14T12:00:00+00:00",
+             "GIT_COMMITTER_DATE": "2024-01-14T12:00:00+00:00"})
+    commit(repo, {"pkg/bot.py": _function("bumped", 22)}, "Bump dependency versions in the tree",
+           day=15, author="dependabot[bot] <49699333+dependabot[bot]@users.noreply.github.com>")
+    commit(repo, {"poetry.lock": "x = 1\n" * 40}, "Refresh the lockfile for the new resolver", day=16)
+    commit(repo, {"pkg/core.py": _function("tiny_fix", 22)}, "wip", day=17)
+    commit(repo, {"pkg/huge.py": _function("huge", 400)}, "Add a generated table of weights", day=18)
+    return repo

@@ -1,5 +1,1 @@
-"""Format mined records into a tokenized chat + FIM dataset (see `run`)."""
-
-from harness.format.stage import run
-
-__all__ = ["run"]
+"""Format mined records into a tokenized chat + FIM dataset (entry point: `stage.run`)."""

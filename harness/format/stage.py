@@ -32,10 +32,11 @@ def tokenizer_hash(tokenizer) -> str:
                         "template": tokenizer.chat_template})
 
 
-def _histogram(lengths: list[int], max_length: int, bins: int = 8) -> dict[str, int]:
+def _histogram(lengths: list[int], max_length: int, bins: int = 8) -> list[dict]:
     width = max(1, -(-max_length // bins))
     hist = Counter(min(n // width, bins - 1) for n in lengths)
-    return {f"{i * width}-{(i + 1) * width - 1}": hist.get(i, 0) for i in range(bins)}
+    return [{"from": i * width, "to": (i + 1) * width - 1, "count": hist.get(i, 0)}
+            for i in range(bins)]
 
 
 def run(cfg: DictConfig, out: Path) -> dict:

@@ -1,5 +1,1 @@
-"""Mine a git repository into training records (see `run`)."""
-
-from harness.mine.stage import run
-
-__all__ = ["run"]
+"""Mine a git repository into training records (entry point: `stage.run`)."""

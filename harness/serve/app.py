@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from omegaconf import OmegaConf
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from harness.errors import HarnessError
@@ -69,7 +69,7 @@ class ChatRequest(_Request):
     messages: list[dict[str, Any]]
     max_completion_tokens: int | None = None
     logprobs: bool = False
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     guided_choice: list[str] | None = None
 
 
@@ -135,6 +135,8 @@ class _Engine:
 
     def budget(self, n_prompt: int, requested: int) -> int:
         """`requested` new tokens, cut so prompt + completion fit the model's context."""
+        if n_prompt == 0:
+            raise APIError(400, "the prompt is empty")
         room = (self.context or n_prompt + requested) - n_prompt
         if room <= 0:
             raise APIError(400, f"the prompt is {n_prompt} tokens; the model's context is "

@@ -1,5 +1,1 @@
-"""Train a LoRA/QLoRA adapter on the formatted dataset (see `run`)."""
-
-from harness.train.stage import run
-
-__all__ = ["run"]
+"""Train a LoRA/QLoRA adapter on the formatted dataset (entry point: `stage.run`)."""

@@ -56,7 +56,6 @@ def sft_config(cfg: DictConfig, out: Path):
         seed=t.seed,
         data_seed=t.seed,
         report_to=[] if t.report_to in (None, "none") else [t.report_to],
-        logging_dir=str(out / "logs"),
         max_length=t.max_length,
         packing=t.packing,
         # The dataset is pre-tokenized with `assistant_masks` (format stage); TRL folds the

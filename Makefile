@@ -1,0 +1,26 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both build their own
+# virtualenv; torch is pinned first so pip takes the local CPU build instead of CUDA wheels.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/harness run experiment=demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check harness tests bench
+
+test: lint
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
+
+clean:
+	rm -rf runs multirun .pytest_cache

@@ -1,0 +1,1 @@
+"""The deploy gate: thresholds frozen before eval, paired statistics, a verdict."""

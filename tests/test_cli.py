@@ -1,0 +1,81 @@
+"""The `harness` command end to end, as a user runs it: real subprocesses, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HARNESS = [sys.executable, "-m", "harness.cli"]
+
+
+def harness(cwd: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HARNESS_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    # Hydra logs to stdout and errors to stderr: read them as one stream, like a terminal does.
+    return subprocess.run([*HARNESS, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_run_chains_every_stage_on_the_smoke_config(tmp_path, history_repo, harness_cache):
+    res = harness(tmp_path, harness_cache, "run", "experiment=smoke", f"data.repo={history_repo}",
+                  "run_name=e2e")
+    assert res.returncode == 0, res.stdout[-3000:]
+    run = tmp_path / "runs" / "e2e"
+    assert str(run.resolve()) in res.stdout
+    for stage in ("mine", "format", "train", "eval", "gate", "report"):
+        assert (run / stage / "stage.json").exists(), stage
+    assert not list(run.glob("*.partial"))
+    evidence = json.loads((tmp_path / "reports" / "e2e" / "evidence.json").read_text())
+    metrics = evidence["metrics"]
+    assert metrics["humaneval"]["base"]["n"] == 4 and metrics["mbpp"]["candidate"]["n"] == 4
+    assert metrics["fim"]["base"]["n"] == 6
+    judged = metrics["judge"]["candidate"]["criteria"]["convention_adherence"]
+    assert judged["n"] == 2 and judged["parse_failure_rate"] == 0.0  # guided choice always parses
+    verdict = json.loads((run / "gate" / "verdict.json").read_text())
+    assert {c["name"] for c in verdict["checks"]} == {"humaneval", "mbpp", "fim", "convention_adherence"}
+    assert evidence["verdict"] == verdict
+    report = (tmp_path / "reports" / "e2e" / "report.md").read_text()
+    assert f"**{verdict['decision'].upper()}**" in report and "| humaneval |" in report
+
+    # every stage is up to date: a rerun does no work; `harness gate` exits 3 on no-deploy
+    again = harness(tmp_path, harness_cache, "run", "experiment=smoke", f"data.repo={history_repo}",
+                    "run_name=e2e")
+    assert again.returncode == 0 and again.stdout.count("up to date, skipped") == 6
+    gate = harness(tmp_path, harness_cache, "gate", "experiment=smoke", "run_name=e2e")
+    assert gate.returncode == (0 if verdict["decision"] == "deploy" else 3)
+
+
+def test_a_path_that_is_not_a_repository_fails_cleanly(tmp_path, harness_cache):
+    (tmp_path / "plain").mkdir()
+    res = harness(tmp_path, harness_cache, "mine", f"data.repo={tmp_path / 'plain'}", "run_name=x")
+    assert res.returncode == 2
+    assert "is not a git repository" in res.stdout and "Traceback" not in res.stdout
+    assert not (tmp_path / "runs" / "x" / "mine").exists()
+
+
+def test_an_unknown_config_key_is_refused(tmp_path, harness_cache):
+    res = harness(tmp_path, harness_cache, "mine", "train.no_such_key=1")
+    assert res.returncode != 0 and "no_such_key" in res.stdout
+
+
+def test_a_missing_model_path_fails_before_any_work(tmp_path, history_repo, harness_cache):
+    res = harness(tmp_path, harness_cache, "run", f"data.repo={history_repo}", "run_name=m",
+                  f"model.name_or_path={tmp_path / 'no-model'}")
+    assert res.returncode == 2 and "no model there" in res.stdout
+    assert (tmp_path / "runs" / "m" / "mine" / "stage.json").exists()
+    assert not (tmp_path / "runs" / "m" / "format").exists()
+
+
+def test_a_later_stage_without_its_input_says_what_to_run(tmp_path, harness_cache):
+    res = harness(tmp_path, harness_cache, "train", "run_name=lonely")
+    assert res.returncode == 2 and "harness format run_name=lonely" in res.stdout
+
+
+def test_help_lists_the_commands():
+    res = subprocess.run([*HARNESS, "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "harness run experiment=smoke" in res.stdout
