@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/harness run experiment=demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check harness tests bench
+	$(VENV)/bin/ruff check .
 
 test: lint
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q

@@ -5,13 +5,20 @@ Each stage writes into `<run_dir>/<stage>.partial/` and the directory is renamed
 of everything the output depends on (its config sections and the upstream fingerprint).
 A rerun with the same fingerprint skips the stage; a crashed stage leaves its `.partial`
 directory, which the next attempt reuses (training resumes from its checkpoints there).
+
+A stage whose upstream has not run in this run dir runs it first, so every command (and every
+job of a Hydra multirun) is complete on its own. Deterministic stages (`CACHED`) are also kept
+in `<cache_dir>/stages/<stage>/<fingerprint>/` and restored from there by any later run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +41,7 @@ SECTIONS = {
     "report": ["report_dir"],
 }
 MODULES = {name: f"harness.{name}.stage" for name in STAGES}
+CACHED = frozenset({"mine", "format"})
 
 
 def stage_dir(cfg: DictConfig, name: str) -> Path:
@@ -65,8 +73,26 @@ def fingerprint(cfg: DictConfig, name: str) -> str:
     return stable_hash(parts)
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)  # cache and runs usually share a filesystem: no bytes copied
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _publish(partial: Path, out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+
+
 def run_stage(cfg: DictConfig, name: str, force: bool = False) -> dict:
     """Run stage `name` unless an identical finished output exists; return its summary."""
+    upstream = UPSTREAM.get(name)
+    if upstream and not (stage_dir(cfg, upstream) / "stage.json").exists():
+        log.info("%s: needs '%s', which has not run in %s; running it first", name, upstream,
+                 cfg.run_dir)
+        run_stage(cfg, upstream)
     out = stage_dir(cfg, name)
     fp = fingerprint(cfg, name)
     done = out / "stage.json"
@@ -74,6 +100,14 @@ def run_stage(cfg: DictConfig, name: str, force: bool = False) -> dict:
         log.info("%s: up to date, skipped (%s)", name, out)
         return read_json(done)["summary"]
     partial = out.with_name(name + ".partial")
+    cached = Path(cfg.cache_dir).expanduser() / "stages" / name / fp
+    if name in CACHED and not force and (cached / "stage.json").exists():
+        if partial.exists():
+            shutil.rmtree(partial)
+        shutil.copytree(cached, partial, copy_function=_link_or_copy)
+        _publish(partial, out)
+        log.info("%s: restored from the stage cache (%s) → %s", name, cached, out)
+        return read_json(done)["summary"]
     marker = partial / ".fingerprint"
     if partial.exists() and (not marker.exists() or marker.read_text() != fp):
         shutil.rmtree(partial)  # leftovers of a different config: not resumable
@@ -86,8 +120,20 @@ def run_stage(cfg: DictConfig, name: str, force: bool = False) -> dict:
                                                "seconds": round(time.time() - t0, 2),
                                                "summary": summary})
     marker.unlink()
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
+    _publish(partial, out)
+    if name in CACHED:
+        _store(out, cached)
     log.info("%s: done in %.1fs → %s", name, time.time() - t0, out)
     return summary
+
+
+def _store(out: Path, cached: Path) -> None:
+    """Copy a finished stage into the cache (atomically: a temp dir renamed into place)."""
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=cached.parent, prefix=f".{cached.name}."))
+    shutil.copytree(out, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
+    try:
+        tmp.rename(cached)
+    except OSError:  # another run stored the same fingerprint first
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)

@@ -71,9 +71,13 @@ def test_a_missing_model_path_fails_before_any_work(tmp_path, history_repo, harn
     assert not (tmp_path / "runs" / "m" / "format").exists()
 
 
-def test_a_later_stage_without_its_input_says_what_to_run(tmp_path, harness_cache):
-    res = harness(tmp_path, harness_cache, "train", "run_name=lonely")
-    assert res.returncode == 2 and "harness format run_name=lonely" in res.stdout
+def test_a_stage_runs_its_missing_inputs_first(tmp_path, history_repo, harness_cache):
+    res = harness(tmp_path, harness_cache, "format", "run_name=alone", f"data.repo={history_repo}")
+    assert res.returncode == 0 and "needs 'mine', which has not run" in res.stdout
+    assert (tmp_path / "runs" / "alone" / "mine" / "stage.json").exists()
+    # another run with the same inputs restores both stages from the stage cache
+    res = harness(tmp_path, harness_cache, "format", "run_name=again", f"data.repo={history_repo}")
+    assert res.stdout.count("restored from the stage cache") == 2
 
 
 def test_help_lists_the_commands():

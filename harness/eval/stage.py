@@ -12,24 +12,22 @@ without regenerating what it already has; judge replies are cached by content.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from harness.eval import fim_task
 from harness.eval.benchmarks import Problem, load_humaneval, load_mbpp, postprocess
 from harness.eval.generate import HFEngine
+from harness.eval.judging import run_judge
 from harness.eval.sandbox import Sandbox
 from harness.format.chat import to_messages
 from harness.format.fim import fim_tokens
 from harness.gate.thresholds import freeze_thresholds
 from harness.io import atomic_write_json, read_jsonl, sha256_text, write_jsonl
 from harness.models.load import load_model, load_tokenizer, resolve_model_path
-from harness.paths import project_path
 from harness.stages import require_output
 
 log = logging.getLogger(__name__)
@@ -92,43 +90,6 @@ def _answers(items: list[dict], engine: _LazyEngine, tokenizer, system: str, max
     outputs = engine.generate(prompts, max_new_tokens=max_new, desc=f"answers [{label}]")
     return [{"task": "judge", "item_id": r["id"], "model": label, "prompt_hash": sha256_text(str(p)),
              "output": o} for r, p, o in zip(items, prompts, outputs, strict=True)]
-
-
-@contextlib.contextmanager
-def judge_endpoint(cfg: DictConfig, model_ref: str) -> Iterator[str]:
-    """The judge's base URL: the configured one, or a loopback server over the base model."""
-    if cfg.judge.base_url:
-        yield str(cfg.judge.base_url)
-        return
-    from harness.serve.app import ServerThread, create_app
-
-    app = create_app(model_ref, served_name=cfg.judge.model,
-                     fim=OmegaConf.to_container(cfg.model.fim, resolve=True))
-    with ServerThread(app) as server:
-        log.info("local judge server (base model) at %s", server.base_url)
-        yield server.base_url
-
-
-def _judge(cfg: DictConfig, out: Path, model_ref: str, items: list[dict],
-           answers: dict[str, list[dict]]) -> dict:
-    from harness.eval.judge import Judge, JudgeItem, load_rubric, summarize
-
-    j = cfg.judge
-    with judge_endpoint(cfg, model_ref) as base_url:
-        judge = Judge(load_rubric(project_path(j.rubric)), base_url=base_url, model=j.model,
-                      api_key_env=j.api_key_env, guided_choice=j.guided_choice,
-                      max_concurrency=j.max_concurrency, timeout_s=j.timeout_s,
-                      max_retries=j.max_retries, cache_dir=Path(cfg.cache_dir) / "judge")
-        summary = {}
-        for label in MODELS:
-            judge_items = [JudgeItem(id=r["id"], instruction=r["instruction"], response=a["output"],
-                                     reference=r["response"])
-                           for r, a in zip(items, answers[label], strict=True)]
-            rows = [{"task": "judge", "model": label, **row}
-                    for row in judge.score(judge_items, label=label)]
-            write_jsonl(out / "samples" / f"judge_scores.{label}.jsonl", rows)
-            summary[label] = summarize(rows)
-    return summary
 
 
 def _pass_metrics(rows: list[dict]) -> dict:
@@ -196,7 +157,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
                                      ("exact_match", "first_line_exact_match", "edit_similarity")}
             metrics["fim"][label]["n"] = len(rows)
     if judge_items:
-        metrics["judge"] = _judge(cfg, out, model_ref, judge_items, answers)
+        metrics["judge"] = run_judge(cfg, out, model_ref, judge_items, answers)
     else:
         log.warning("judge skipped: no held-out change requests (test-split commits) to answer")
     atomic_write_json(out / "metrics.json", metrics)
