@@ -23,8 +23,15 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# The report's browser test drives Debian's chromium (installed here as root when missing).
 test: lint
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || echo "warning: chromium not installed"
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -q
+
+# Benchmarks compare against a baseline in the same run and print ratios (bench/*.py).
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; HF_HUB_OFFLINE=1 $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf runs multirun .pytest_cache

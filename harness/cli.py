@@ -1,11 +1,14 @@
 """The `harness` command: `harness <command> [hydra overrides…]`.
 
 Every command is a Hydra app over `conf/`, so `key=value` overrides, `-m` multiruns and
-`--cfg job` all work the same way for every stage.
+`--cfg job` work the same way for every stage. The few flags a deploy pipeline expects
+(`--force`, `--reason`, `--sweep`, a run name after `promote`) are translated to overrides.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import logging
 import os
 import sys
@@ -13,57 +16,94 @@ from pathlib import Path
 
 USAGE = """usage: harness <command> [key=value ...] [-m]
 
-commands:
+pipeline (each stage runs its missing inputs first; up-to-date stages are skipped):
   mine      git history -> records.jsonl (+ mine_stats.json)
   format    records -> chat + FIM dataset rendered with the model's tokenizer
   train     LoRA/QLoRA adapter + manifest.json
   eval      base vs candidate: HumanEval/MBPP pass@1, FIM, LLM judge
-  gate      thresholds -> verdict.json (exit 0 deploy, 3 no-deploy)
-  report    reports/<run>/report.md + evidence.json
-  run       all of the above, skipping stages that are up to date
+  gate      thresholds -> verdict.json (exit 0 deploy, 3 no-deploy, 4 inconclusive)
+  report    reports/<run>/report.md, report.html, evidence.json   [--sweep runs/<multirun>]
+  run       all of the above
+
+deploy:
+  promote <run> [--force --reason TEXT]   make a run's adapter live (deploy verdicts only)
+  rollback [--reason TEXT]                make the previous adapter live again
+  registry                                what is live, and the history
+  merge     merge a run's adapter into its base model (train.merge.*)
+  merge-adapters   combine adapters into a new candidate run (registry.merge.*)
   serve     OpenAI-compatible server over the base model + adapters
-  build-tiny  build (or find) the cached offline tiny model and print its path
+
+tools:
+  score-generations  score a bigcode-evaluation-harness generations file in the sandbox
+  build-tiny         build (or find) the cached offline tiny model and print its path
 
 Stages of one run share runs/<run_name>/: chain them with the same run_name=...
 Examples: harness run experiment=smoke ; harness train run_name=r1 train.lr=1e-4"""
 
-EXIT_ERROR, EXIT_NO_DEPLOY = 2, 3
-COMMANDS = ("mine", "format", "train", "eval", "gate", "report", "run", "serve", "build-tiny")
+EXIT_ERROR = 2
+STAGE_COMMANDS = ("mine", "format", "train", "eval", "gate", "report", "run")
+# command -> "module:function"; the function takes the composed config and returns what to print
+TOOLS = {
+    "promote": "harness.registry.commands:promote",
+    "rollback": "harness.registry.commands:rollback",
+    "registry": "harness.registry.commands:status",
+    "merge": "harness.train.merge:merge",
+    "merge-adapters": "harness.registry.merge:merge_adapters",
+    "serve": "harness.serve.cli:serve",
+    "score-generations": "harness.eval.bigcode:score_file",
+    "build-tiny": "harness.models.tiny:build_from_cfg",
+}
+COMMANDS = (*STAGE_COMMANDS, *TOOLS)
+FLAGS = {"--force": ("registry.force", False), "--reason": ("registry.reason", True),
+         "--sweep": ("report.sweep", True)}
 
 log = logging.getLogger("harness")
 
 
+def translate(command: str, args: list[str]) -> list[str]:
+    """Flags and a bare run name → Hydra overrides (values JSON-quoted, so any text works)."""
+    out: list[str] = []
+    it = iter(args)
+    for arg in it:
+        name, eq, inline = arg.partition("=")
+        if name in FLAGS:
+            key, takes_value = FLAGS[name]
+            value = inline if eq else (next(it, None) if takes_value else "true")
+            if value is None:
+                raise SystemExit(f"harness: {name} needs a value")
+            out.append(f"{key}={json.dumps(value) if takes_value else value}")
+        elif command == "promote" and "=" not in arg and not arg.startswith("-"):
+            out.append(f"run_name={arg}")
+        else:
+            out.append(arg)
+    return out
+
+
 def dispatch(command: str, cfg) -> int:
+    """Run `command`; returns the process exit code."""
+    if command in TOOLS:
+        module, func = TOOLS[command].split(":")
+        result = getattr(importlib.import_module(module), func)(cfg)
+        if result is not None:
+            print(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
+        return 0
     from harness.stages import STAGES, run_stage
 
-    if command == "build-tiny":
-        from harness.models.tiny import build_tiny_model
+    if command == "report" and cfg.report.get("sweep"):
+        from harness.report.sweep import sweep_report
 
-        print(build_tiny_model(cfg.cache_dir))
+        print(json.dumps(sweep_report(cfg), indent=2, default=str))
         return 0
-    if command == "serve":
-        from harness.serve.cli import serve
-
-        serve(cfg)
-        return 0
-    stages = STAGES if command == "run" else (command,)
     summary: dict = {}
-    for stage in stages:
+    for stage in STAGES if command == "run" else (command,):
         summary = run_stage(cfg, stage)
-    if command in ("gate", "run"):
-        verdict = summary.get("verdict") if command == "gate" else _read_verdict(cfg)
-        log.info("verdict: %s", verdict)
-        if command == "gate" and verdict != "deploy":
-            return EXIT_NO_DEPLOY
     log.info("outputs in %s", Path(cfg.run_dir).resolve())
+    if command == "gate":
+        from harness.gate.rules import EXIT_CODES
+
+        log.info("verdict: %s", summary["verdict"])
+        return EXIT_CODES[summary["verdict"]]
     return 0
-
-
-def _read_verdict(cfg) -> str | None:
-    from harness.io import read_json
-
-    path = Path(cfg.run_dir) / "gate" / "verdict.json"
-    return read_json(path)["decision"] if path.exists() else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,10 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     from harness.errors import HarnessError
     from harness.paths import CONF_DIR
 
-    sys.argv = [f"harness {command}", *argv, f"hydra.job.name={command}"]
+    sys.argv = [f"harness {command}", *translate(command, argv), f"hydra.job.name={command}"]
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-    def app(cfg) -> None:
+    def app(cfg):
         try:
             code = dispatch(command, cfg)
         except HarnessError as e:
@@ -93,6 +133,11 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(EXIT_ERROR)
         if code:
             sys.exit(code)
+        if command in STAGE_COMMANDS:
+            from harness.train.sweep import task_result
+
+            return task_result(cfg)  # in a multirun: the objective Hydra sweepers optimise
+        return None
 
     app()
 

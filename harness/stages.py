@@ -32,13 +32,18 @@ log = logging.getLogger(__name__)
 STAGES = ("mine", "format", "train", "eval", "gate", "report")
 UPSTREAM = {"format": "mine", "train": "format", "eval": "train", "gate": "eval", "report": "gate"}
 # Config sections each stage's output depends on.
+# Keys that only steer how a stage runs (not what it produces) stay out of its fingerprint,
+# so raising a judge budget or concurrency does not throw away finished model outputs.
+OPERATIONAL = {"data.mine": ("workers", "chunk_size", "cache"),
+               "judge": ("budget_usd", "max_concurrency", "timeout_s", "max_retries",
+                         "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens")}
 SECTIONS = {
     "mine": ["data.repo", "data.rev", "data.mine"],
     "format": ["data.format", "model"],
     "train": ["train", "model"],
     "eval": ["eval", "judge", "model"],
     "gate": ["gate"],
-    "report": ["report_dir"],
+    "report": ["report_dir", "report"],
 }
 MODULES = {name: f"harness.{name}.stage" for name in STAGES}
 CACHED = frozenset({"mine", "format"})
@@ -63,8 +68,10 @@ def fingerprint(cfg: DictConfig, name: str) -> str:
     parts: dict = {"stage": name}
     for key in SECTIONS[name]:
         value = OmegaConf.select(cfg, key)
-        parts[key] = (OmegaConf.to_container(value, resolve=True)
-                      if OmegaConf.is_config(value) else value)
+        value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in OPERATIONAL.get(key, ())}
+        parts[key] = value
     module = importlib.import_module(MODULES[name])
     if hasattr(module, "fingerprint_inputs"):
         parts["inputs"] = module.fingerprint_inputs(cfg)

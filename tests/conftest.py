@@ -48,7 +48,8 @@ def make_cfg(run_dir: Path, repo: Path | None = None, overrides: list[str] = (),
 
 
 def _function(name: str, n: int) -> str:
-    body = "\n".join(f"    total += {i} * value  # step {i}" for i in range(n))
+    # the name in every line keeps the commits distinct for the miner's near-duplicate filter
+    body = "\n".join(f"    total += {i} * value  # {name} step {i}" for i in range(n))
     return (f"\n\ndef {name}(value: int) -> int:\n    \"\"\"Accumulate {name}.\"\"\"\n"
             f"    total = 0\n{body}\n    return total\n")
 
@@ -94,3 +95,79 @@ def history_repo(tmp_path) -> Path:
     commit(repo, {"pkg/core.py": _function("tiny_fix", 22)}, "wip", day=17)
     commit(repo, {"pkg/huge.py": _function("huge", 400)}, "Add a generated table of weights", day=18)
     return repo
+
+
+# --- mining fixtures (tests/mine) -------------------------------------------------------------
+
+_WORDS = ("ledger", "invoice", "payload", "token", "window", "report", "account", "schedule",
+          "cursor", "bucket", "record", "vector", "matrix", "budget", "quota", "signal")
+_OPS = ("min", "max", "abs", "round", "len", "sum", "sorted", "int", "float", "str")
+
+
+def distinct_function(name: str, n_lines: int) -> str:
+    """A function whose body depends on its name, so two functions never look alike."""
+    import random
+
+    rng = random.Random(name)
+    local = [f"{rng.choice(_WORDS)}_{i}" for i in range(n_lines)]
+    body = [f"    {local[0]} = {rng.choice(_OPS)}(value)"]
+    for i in range(1, n_lines):
+        body.append(f"    {local[i]} = {rng.choice(_OPS)}({local[rng.randrange(i)]}) "
+                    f"{rng.choice('+-*')} {rng.randint(2, 97)}")
+    return (f"\n\ndef {name}(value):\n    \"\"\"Return the {rng.choice(_WORDS)} {name} "
+            f"derives from `value`.\"\"\"\n" + "\n".join(body) + f"\n    return {local[-1]}\n")
+
+
+class RepoBuilder:
+    """Build a git history step by step, with fixed dates (day N of 2024) and authors."""
+
+    DEV = "Dev One <dev1@example.com>"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True)
+        git(path, "init", "-q", "-b", "main")
+
+    def _env(self, day: int, author: str) -> dict:
+        import datetime
+
+        name, email = author[:-1].split(" <")
+        date = (datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.timezone.utc)
+                + datetime.timedelta(days=day)).isoformat()
+        return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name,
+                "GIT_COMMITTER_EMAIL": email, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+
+    def commit(self, message: str, files: dict[str, str | bytes] | None = None, *, day: int,
+               author: str = DEV, append: bool = True, delete: tuple[str, ...] = (),
+               rename: dict[str, str] | None = None) -> str:
+        """Append (or write) text/bytes to files, delete and rename paths, then commit."""
+        for old, new in (rename or {}).items():
+            (self.path / new).parent.mkdir(parents=True, exist_ok=True)
+            git(self.path, "mv", old, new)
+        for rel in delete:
+            git(self.path, "rm", "-q", rel)
+        for rel, content in (files or {}).items():
+            p = self.path / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            mode = ("ab" if append else "wb") if isinstance(content, bytes) else ("a" if append else "w")
+            with open(p, mode, **({} if isinstance(content, bytes) else {"encoding": "utf-8"})) as f:
+                f.write(content)
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "--allow-empty", "-m", message, env=self._env(day, author))
+        return self.sha()
+
+    def merge(self, branch: str, message: str, *, day: int, author: str = DEV) -> str:
+        git(self.path, "merge", "-q", "--no-ff", branch, "-m", message, env=self._env(day, author))
+        return self.sha()
+
+    def checkout(self, *args: str) -> None:
+        git(self.path, "checkout", "-q", *args)
+
+    def sha(self, rev: str = "HEAD") -> str:
+        return git(self.path, "rev-parse", rev)
+
+
+@pytest.fixture
+def repo_builder(tmp_path):
+    """`repo_builder("name")` → a RepoBuilder for a new repository under tmp_path."""
+    return lambda name="project": RepoBuilder(tmp_path / name)

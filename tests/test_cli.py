@@ -42,12 +42,12 @@ def test_run_chains_every_stage_on_the_smoke_config(tmp_path, history_repo, harn
     report = (tmp_path / "reports" / "e2e" / "report.md").read_text()
     assert f"**{verdict['decision'].upper()}**" in report and "| humaneval |" in report
 
-    # every stage is up to date: a rerun does no work; `harness gate` exits 3 on no-deploy
+    # every stage is up to date: a rerun does no work; `harness gate` exits with the decision
     again = harness(tmp_path, harness_cache, "run", "experiment=smoke", f"data.repo={history_repo}",
                     "run_name=e2e")
     assert again.returncode == 0 and again.stdout.count("up to date, skipped") == 6
     gate = harness(tmp_path, harness_cache, "gate", "experiment=smoke", "run_name=e2e")
-    assert gate.returncode == (0 if verdict["decision"] == "deploy" else 3)
+    assert gate.returncode == {"deploy": 0, "no-deploy": 3, "inconclusive": 4}[verdict["decision"]]
 
 
 def test_a_path_that_is_not_a_repository_fails_cleanly(tmp_path, harness_cache):

@@ -1,1 +1,3 @@
-"""Evaluation: vendored benchmarks, sandboxed execution of generated code, pass@k."""
+"""Evaluation, base vs candidate: vendored benchmarks (bigcode protocols), generation engines
+(transformers, vLLM, OpenAI-compatible), lm-eval task definitions, bigcode-evaluation-harness
+interop, FIM and HumanEval infilling, and the sandbox that executes generated code."""

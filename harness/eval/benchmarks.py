@@ -76,6 +76,10 @@ class Problem:
         """
         return completion + "\n" + self.test
 
+    def program_for(self, generation: str) -> str:
+        """The program that scores a raw generation: bigcode post-processing, then the tests."""
+        return self.program(postprocess(self, generation))
+
 
 def postprocess(problem: Problem, generation: str) -> str:
     """Cut ``generation`` at the first stop word and prepend the prompt.
@@ -103,6 +107,11 @@ def _read_rows(name: str) -> list[dict]:
     return [json.loads(line) for line in data.decode("utf-8").splitlines() if line.strip()]
 
 
+def humaneval_rows() -> list[dict]:
+    """The raw HumanEval rows (task_id, prompt, canonical_solution, test, entry_point)."""
+    return _read_rows("humaneval.jsonl")
+
+
 def load_humaneval(limit: int | None = None) -> list[Problem]:
     """All 164 HumanEval problems (or the first ``limit``), in dataset order."""
     problems = [
@@ -114,7 +123,7 @@ def load_humaneval(limit: int | None = None) -> list[Problem]:
             reference=row["prompt"] + row["canonical_solution"],
             test="\n" + row["test"] + "\n" + f"check({row['entry_point']})",
         )
-        for row in _read_rows("humaneval.jsonl")
+        for row in humaneval_rows()
     ]
     return problems[:limit]
 

@@ -1,50 +1,41 @@
 """LLM-as-judge: grade responses against a YAML rubric through any OpenAI-compatible endpoint.
 
-Absolute grading, one call per (item, criterion), the judge answering a single digit 1-5:
-single-criterion prompts are the easiest for a judge to follow and the cheapest to cache.
-When the endpoint returns logprobs, the probability-weighted score over the digit tokens is
-kept as well; it is less noisy than the argmax digit. Replies are cached on disk by the hash of
-everything that determines them (model, messages, parameters), so a rerun makes no calls.
+Two protocols, one call per criterion (single-criterion prompts are the easiest for a judge to
+follow and the cheapest to cache):
+- absolute: a response is graded 1-5 against the anchors, with a rationale in json mode;
+- pairwise: base and candidate answers are shown as A and B, in both orders; the candidate wins
+  only if it wins in both, loses only if it loses in both, and anything else is a tie (position
+  bias shows up as ties instead of as a preference).
+An unreadable reply is re-asked at most `max_reasks` times; what is still unreadable counts as a
+parse failure, and the rate is reported. Where the endpoint returns logprobs, the probability
+of each value is kept: a weighted score for absolute grading, a soft preference for pairwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import os
-import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import yaml
+from tqdm.auto import tqdm
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, read_json, stable_hash
+from harness.eval.judge_client import JudgeClient, Stopped
+from harness.eval.judge_parse import Parsed, expected_score, parse
+from harness.eval.judge_rubric import (
+    KINDS,
+    OUTPUT_MODES,
+    Criterion,
+    Rubric,
+    load_rubric,
+    render,
+)
 
+__all__ = ["Judge", "JudgeItem", "load_rubric"]
 log = logging.getLogger(__name__)
-
-DIGITS = ["1", "2", "3", "4", "5"]
-_SCORE = re.compile(r"(?<![0-9])[1-5](?![0-9])")  # "4", "Score: 4/5"; not the 1 of "10"
-_MARKER = re.compile(r"<<<\s*/?\s*[A-Z][A-Z_]*\s*>>>")  # the rubric's delimiters, e.g. <<<TASK>>>
-NO_REFERENCE = "(no reference change is available; judge from the task description alone)"
-
-
-@dataclass(frozen=True)
-class Criterion:
-    name: str
-    description: str
-    anchors: dict[int, str]
-
-
-@dataclass(frozen=True)
-class Rubric:
-    name: str
-    version: str
-    criteria: tuple[Criterion, ...]
-    system: str
-    template: str
+ORDERS = ("base_first", "candidate_first")  # pairwise: which answer is shown as A
+CANDIDATE_LABEL = {"base_first": "B", "candidate_first": "A"}
 
 
 @dataclass(frozen=True)
@@ -55,200 +46,163 @@ class JudgeItem:
     reference: str | None = None
 
 
-def load_rubric(path: str | Path) -> Rubric:
-    """Read and validate a rubric YAML (see judges/code_change.yaml for the format)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"judge rubric {path} not found. Fix: point the judge at a rubric YAML "
-                           f"such as judges/code_change.yaml.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise HarnessError(f"judge rubric {path} is not valid YAML: {e}") from e
-    data = data if isinstance(data, dict) else {}
-    missing = [k for k in ("name", "version", "criteria", "system", "template") if not data.get(k)]
-    if missing:
-        raise HarnessError(f"judge rubric {path} lacks {missing}")
-    criteria = []
-    for i, c in enumerate(data["criteria"]):
-        lacking = [k for k in ("name", "description", "anchors")
-                   if not (isinstance(c, dict) and c.get(k))]
-        if lacking:
-            raise HarnessError(f"judge rubric {path}: criterion #{i + 1} lacks {lacking}")
-        anchors = {int(k): str(v).strip() for k, v in c["anchors"].items()}
-        if sorted(anchors) != [1, 2, 3, 4, 5]:
-            raise HarnessError(f"judge rubric {path}: criterion {c['name']!r} needs anchors 1..5")
-        criteria.append(Criterion(str(c["name"]), str(c["description"]).strip(), anchors))
-    rubric = Rubric(str(data["name"]), str(data["version"]), tuple(criteria),
-                    str(data["system"]), str(data["template"]))
-    try:  # fail on load, not after the first hundred calls
-        _user_prompt(rubric, criteria[0], JudgeItem("check", "", ""), 1)
-    except (KeyError, IndexError, ValueError) as e:
-        raise HarnessError(f"judge rubric {path}: bad template placeholder {e}; allowed: "
-                           f"criterion, description, anchors, instruction, reference, "
-                           f"response") from e
-    return rubric
-
-
-def _untrusted(text: str, limit: int) -> str:
-    """Strip delimiter look-alikes (so the text cannot close its block) and cap its length."""
-    text = _MARKER.sub("[marker removed]", text)
-    if len(text) > limit:
-        text = text[:limit] + f"\n[... {len(text) - limit} more characters truncated]"
-    return text
-
-
-def _user_prompt(rubric: Rubric, criterion: Criterion, item: JudgeItem, limit: int) -> str:
-    anchors = "\n".join(f"{k} = {v}" for k, v in sorted(criterion.anchors.items()))
-    reference = _untrusted(item.reference, limit) if item.reference else NO_REFERENCE
-    return rubric.template.format(
-        criterion=criterion.name, description=criterion.description, anchors=anchors,
-        instruction=_untrusted(item.instruction, limit), reference=reference,
-        response=_untrusted(item.response, limit))
-
-
-def _weighted(top: list[list[Any]] | None) -> float | None:
-    """Probability-weighted mean over the digit tokens among the first position's top logprobs."""
-    digits = [(int(t.strip()), math.exp(lp)) for t, lp in top or [] if t.strip() in DIGITS]
-    mass = sum(p for _, p in digits)
-    return sum(d * p for d, p in digits) / mass if mass > 0 else None
-
-
-def _parse(reply: dict) -> dict:
-    raw = reply.get("content") or ""
-    match = _SCORE.search(raw)
-    return {"score": float(match.group()) if match else None,
-            "weighted_score": _weighted(reply.get("top_logprobs")), "raw": raw,
-            "parse_ok": match is not None, "usage": reply.get("usage") or {}}
-
-
 class Judge:
-    """Scores JudgeItems on every criterion of a rubric with one judge model.
+    """Judges JudgeItems on every criterion of a rubric through a JudgeClient.
 
-    `guided_choice=True` sends vLLM's `guided_choice` so a compatible server can only answer a
-    digit; other endpoints ignore or reject it. The API key is read from the environment
-    variable named `api_key_env` ("EMPTY" when unset, which local servers accept).
+    `output="json"` asks for {rationale, score|winner} and sends the rubric's schema as
+    `response_format` when `response_format` is set; `output="choice"` asks for the bare value
+    and sends vLLM's `guided_choice` when `guided_choice` is set. Either request option is
+    dropped automatically if the endpoint rejects it.
     """
 
-    def __init__(self, rubric: Rubric, base_url: str, model: str,
-                 api_key_env: str = "OPENAI_API_KEY", guided_choice: bool = False,
-                 max_concurrency: int = 4, timeout_s: float = 60, max_retries: int = 3,
-                 max_response_chars: int = 4000, cache_dir: str | Path | None = None,
-                 max_tokens: int = 8):
-        self.rubric, self.base_url, self.model = rubric, base_url, model
-        self.api_key_env, self.guided_choice = api_key_env, guided_choice
-        self.max_concurrency, self.timeout_s, self.max_retries = max_concurrency, timeout_s, max_retries
-        self.max_response_chars, self.max_tokens = max_response_chars, max_tokens
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self._logprobs = True  # turned off once the endpoint rejects logprobs
+    def __init__(self, rubric: Rubric, client: JudgeClient, output: str = "choice",
+                 guided_choice: bool = False, response_format: bool = True,
+                 logprobs: bool = True, top_logprobs: int = 5, max_tokens: int = 8,
+                 max_reasks: int = 2, max_response_chars: int = 4000):
+        if output not in OUTPUT_MODES:
+            raise HarnessError(f"judge.output={output!r}: expected one of {OUTPUT_MODES}.")
+        self.rubric, self.client, self.output = rubric, client, output
+        self.guided_choice, self.response_format = guided_choice, response_format
+        self.logprobs, self.top_logprobs = logprobs, top_logprobs
+        self.max_tokens, self.max_reasks, self.max_response_chars = max_tokens, max_reasks, max_response_chars
 
-    def messages(self, item: JudgeItem, criterion: Criterion) -> list[dict]:
-        user = _user_prompt(self.rubric, criterion, item, self.max_response_chars)
-        return [{"role": "system", "content": self.rubric.system},
-                {"role": "user", "content": user}]
+    def messages(self, kind: str, criterion: Criterion, instruction: str, reference: str | None,
+                 *responses: str) -> list[dict]:
+        return render(self.rubric, kind, self.output, criterion, instruction, reference,
+                      responses, self.max_response_chars)
 
-    def params(self) -> dict:
-        params: dict[str, Any] = {"temperature": 0, "max_tokens": self.max_tokens,
-                                  "logprobs": True, "top_logprobs": 5}
-        if self.guided_choice:
-            params["extra_body"] = {"guided_choice": DIGITS}
-        return params
-
-    def score(self, items: list[JudgeItem], label: str = "") -> list[dict]:
-        """One row per (item, criterion), in item order; see `summarize` for the aggregate."""
+    def grade(self, items: list[JudgeItem], label: str = "") -> list[dict]:
+        """Absolute grading: one row per (item, criterion), in item order."""
         jobs = [(item, c) for item in items for c in self.rubric.criteria]
-        rows = asyncio.run(self._score_all(jobs))
-        log.info("judge %s%s: %d judgements (%d cached, %d unparsed)", self.model,
+        results = self._run([self._ask("absolute", self.messages(
+            "absolute", c, item.instruction, item.reference, item.response)) for item, c in jobs],
+            f"judge{f' [{label}]' if label else ''}")
+        rows = [{"item_id": item.id, "criterion": c.name, **_absolute(r)}
+                for (item, c), r in zip(jobs, results, strict=True)]
+        log.info("judge %s%s: %d judgements (%d cached, %d unparsed)", self.client.model,
                  f" [{label}]" if label else "", len(rows), sum(r["cached"] for r in rows),
                  sum(not r["parse_ok"] for r in rows))
         return rows
 
-    async def _score_all(self, jobs: list[tuple[JudgeItem, Criterion]]) -> list[dict]:
-        from openai import AsyncOpenAI
+    def compare(self, base: list[JudgeItem], candidate: list[JudgeItem]) -> list[dict]:
+        """Pairwise, blind and in both orders: one row per (item, criterion), the candidate's
+        outcome win / tie / loss (None when a reply stayed unreadable)."""
+        if [b.id for b in base] != [c.id for c in candidate]:
+            raise HarnessError("pairwise judging needs the same items, in the same order, for "
+                               "base and candidate.")
+        jobs = [(b, c, crit, order) for b, c in zip(base, candidate, strict=True)
+                for crit in self.rubric.criteria for order in ORDERS]
+        results = self._run([self._ask("pairwise", self.messages(
+            "pairwise", crit, b.instruction, b.reference,
+            *((b.response, c.response) if order == "base_first" else (c.response, b.response))))
+            for b, c, crit, order in jobs], "judge [pairwise]")
+        rows = [{"item_id": b.id, "criterion": crit.name,
+                 **_pairwise(results[i], results[i + 1])}
+                for i, (b, _, crit, _) in enumerate(jobs) if i % 2 == 0]
+        log.info("judge %s [pairwise]: %d comparisons (%d inconsistent across orders, %d "
+                 "unparsed)", self.client.model, len(rows), sum(r["inconsistent"] for r in rows),
+                 sum(r["outcome"] is None for r in rows))
+        return rows
 
-        semaphore = asyncio.Semaphore(self.max_concurrency)
-        api_key = os.environ.get(self.api_key_env) or "EMPTY"
-        async with AsyncOpenAI(base_url=self.base_url, api_key=api_key, timeout=self.timeout_s,
-                               max_retries=self.max_retries) as client:
-            return await asyncio.gather(*(self._score_one(client, semaphore, item, criterion)
-                                          for item, criterion in jobs))
+    def _run(self, coroutines: list[Awaitable[dict | None]], desc: str) -> list[dict]:
+        async def gather() -> list[dict | None]:
+            async with self.client.session():
+                bar = tqdm(total=len(coroutines), desc=desc, unit="judgement", leave=False)
 
-    async def _score_one(self, client: Any, semaphore: asyncio.Semaphore, item: JudgeItem,
-                         criterion: Criterion) -> dict:
-        messages, params = self.messages(item, criterion), self.params()
-        key = stable_hash({"model": self.model, "messages": messages, "params": params})
-        path = self.cache_dir / f"{key}.json" if self.cache_dir else None
-        cached = path is not None and path.is_file()
-        if cached:
-            reply = read_json(path)
-        else:
-            async with semaphore:
-                reply = await self._call(client, messages, params)
-            if path is not None and "error" not in reply:
-                atomic_write_json(path, reply)
-        row = {"item_id": item.id, "criterion": criterion.name, **_parse(reply), "cached": cached}
-        if "error" in reply:
-            row["error"] = reply["error"]
+                async def tracked(coro: Awaitable[dict | None]) -> dict | None:
+                    try:
+                        return await coro
+                    finally:
+                        bar.update()
+
+                try:
+                    return await asyncio.gather(*(tracked(c) for c in coroutines))
+                finally:
+                    bar.close()
+
+        results = asyncio.run(gather())
+        if self.client.stop_reason:
+            done = sum(r is not None for r in results)
+            raise HarnessError(
+                f"{self.client.stop_reason} Stopped cleanly: {done} of {len(results)} "
+                f"judgements of this batch finished and every reply received is cached, so a "
+                f"rerun pays only for what is missing.")
+        return results  # type: ignore[return-value]
+
+    def _options(self, kind: str) -> tuple[dict, dict[str, dict]]:
+        """Request parameters, and the optional ones the endpoint may turn out to reject."""
+        values, schema = KINDS[kind][1], self.rubric.prompt(kind).schema
+        optional: dict[str, dict] = {}
+        if self.logprobs:
+            optional["logprobs"] = {"logprobs": True, "top_logprobs": self.top_logprobs}
+        if self.output == "json" and self.response_format:
+            optional["response_format"] = {"response_format": {"type": "json_schema", "json_schema": {
+                "name": f"{self.rubric.name}_{kind}", "schema": schema, "strict": True}}}
+        if self.output == "choice" and self.guided_choice:
+            optional["guided_choice"] = {"extra_body": {"guided_choice": list(values)}}
+        return {"temperature": 0, "max_tokens": self.max_tokens}, optional
+
+    async def _ask(self, kind: str, messages: list[dict]) -> dict | None:
+        """One judgement: ask, re-ask while the reply is unreadable; None once stopped."""
+        prompt, (params, optional) = self.rubric.prompt(kind), self._options(kind)
+        keep = tuple(v.lower() for v in KINDS[kind][1])  # tokens whose top logprobs matter
+        replies: list[dict] = []
+        parsed = Parsed(None)
+        try:
+            while len(replies) <= self.max_reasks:
+                reply = await self.client.complete(messages, params, optional, keep)
+                replies.append(reply)
+                parsed = parse(reply, kind, self.output, prompt.schema)
+                if parsed.ok or "error" in reply:
+                    break
+                reask = self.rubric.reask.format(error=parsed.error, answer=prompt.answer[self.output])
+                messages = [*messages, {"role": "assistant", "content": reply["content"]},
+                            {"role": "user", "content": reask}]
+        except Stopped:
+            return None
+        usage = {k: sum(r["usage"].get(k, 0) for r in replies)
+                 for k in ("prompt_tokens", "completion_tokens")}
+        row = {"value": parsed.value, "probs": parsed.probs, "rationale": parsed.rationale,
+               "raw": replies[-1]["content"], "parse_ok": parsed.ok, "attempts": len(replies),
+               "first_try_ok": parsed.ok and len(replies) == 1,
+               "usage": usage, "cost_usd": self.client.ledger.cost(usage),
+               "cached": all(r["cached"] for r in replies)}
+        if "error" in replies[-1]:
+            row["error"] = replies[-1]["error"]
         return row
 
-    async def _call(self, client: Any, messages: list[dict], params: dict) -> dict:
-        """One chat completion -> {content, top_logprobs of the first position, usage}.
 
-        A 400/422 while asking for logprobs is retried once without them (many hosted judges
-        reject logprobs); a request the endpoint still rejects becomes an unparsed row with an
-        `error`, while an unreachable or failing endpoint aborts the run.
-        """
-        import openai
-
-        rejected = (openai.BadRequestError, openai.UnprocessableEntityError)
-        plain = {k: v for k, v in params.items() if k not in ("logprobs", "top_logprobs")}
-        try:
-            try:
-                response = await client.chat.completions.create(
-                    model=self.model, messages=messages, **(params if self._logprobs else plain))
-            except rejected as e:
-                if not self._logprobs:
-                    raise
-                log.warning("judge endpoint rejected the request with logprobs (%s); retrying "
-                            "without them", e.status_code)
-                response = await client.chat.completions.create(
-                    model=self.model, messages=messages, **plain)
-                self._logprobs = False  # only now is it clear that logprobs were the problem
-        except rejected as e:
-            return {"content": "", "top_logprobs": None, "usage": {}, "error": str(e)}
-        except openai.OpenAIError as e:
-            raise HarnessError(f"judge endpoint {self.base_url} (model {self.model!r}) failed: "
-                               f"{e}. Fix: check that the server is up and the model name and "
-                               f"${self.api_key_env} are right.") from e
-        choice = response.choices[0]
-        content = getattr(choice.logprobs, "content", None) or []
-        top = [[t.token, t.logprob] for t in content[0].top_logprobs] if content else None
-        usage = response.usage.model_dump(include={"prompt_tokens", "completion_tokens",
-                                                   "total_tokens"}) if response.usage else {}
-        return {"content": choice.message.content or "", "top_logprobs": top, "usage": usage}
+def _absolute(r: dict) -> dict:
+    rest = {k: v for k, v in r.items() if k not in ("value", "probs")}
+    return {"score": float(r["value"]) if r["value"] else None,
+            "weighted_score": expected_score(r["probs"]), **rest}
 
 
-def summarize(scores: list[dict]) -> dict:
-    """Per criterion: n, mean score (parsed rows), mean weighted score, parse failure rate;
-    plus the tokens of all judgements and of those actually requested in this run."""
-    by_criterion: dict[str, list[dict]] = {}
-    for row in scores:
-        by_criterion.setdefault(row["criterion"], []).append(row)
+def _preference(probs: dict[str, float] | None, candidate_label: str) -> float | None:
+    """P(candidate better) + P(tie) / 2 in one order."""
+    if not probs:
+        return None
+    return probs.get(candidate_label, 0.0) + probs.get("tie", 0.0) / 2
 
-    def mean(values: list[float]) -> float | None:
-        return sum(values) / len(values) if values else None
 
-    criteria = {
-        name: {"n": len(rows),
-               "mean": mean([r["score"] for r in rows if r["parse_ok"]]),
-               "weighted_mean": mean([r["weighted_score"] for r in rows
-                                      if r["weighted_score"] is not None]),
-               "parse_failure_rate": sum(not r["parse_ok"] for r in rows) / len(rows)}
-        for name, rows in by_criterion.items()}
-
-    def tokens(rows: list[dict]) -> int:
-        return sum(r["usage"].get("total_tokens", 0) for r in rows)
-
-    return {"criteria": criteria, "total_tokens": tokens(scores),
-            "uncached_tokens": tokens([r for r in scores if not r["cached"]]),
-            "n_cached": sum(r["cached"] for r in scores)}
+def _pairwise(base_first: dict, candidate_first: dict) -> dict:
+    """Combine the two orders into the candidate's outcome: a win or loss must hold in both."""
+    pair = dict(zip(ORDERS, (base_first, candidate_first), strict=True))
+    outcomes = [None if r["value"] is None else "tie" if r["value"] == "tie"
+                else "win" if r["value"] == CANDIDATE_LABEL[o] else "loss" for o, r in pair.items()]
+    prefs = [_preference(r["probs"], CANDIDATE_LABEL[o]) for o, r in pair.items()]
+    unparsed = None in outcomes
+    consistent = not unparsed and outcomes[0] == outcomes[1]
+    errors = [r["error"] for r in pair.values() if "error" in r]
+    return {"outcome": None if unparsed else outcomes[0] if consistent else "tie",
+            "inconsistent": not unparsed and not consistent,
+            "preference": None if None in prefs else sum(prefs) / 2,
+            **{name: {o: r[field] for o, r in pair.items()} for name, field in (
+                ("verdicts", "value"), ("rationales", "rationale"), ("raw", "raw"),
+                ("attempts", "attempts"))},
+            "parse_ok": not unparsed,
+            "first_try_ok": all(r["first_try_ok"] for r in pair.values()),
+            "usage": {k: sum(r["usage"][k] for r in pair.values()) for k in base_first["usage"]},
+            "cost_usd": sum(r["cost_usd"] for r in pair.values()),
+            "cached": all(r["cached"] for r in pair.values()),
+            **({"error": errors[0]} if errors else {})}

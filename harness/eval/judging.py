@@ -1,7 +1,11 @@
-"""Judge orchestration for the eval stage: where the judge lives and which answers it scores.
+"""Judge orchestration for the eval stage: where the judge lives, what it judges, and the
+summaries that go into metrics.json.
 
 The judge is any OpenAI-compatible endpoint (`judge.base_url`); with none configured, a
-loopback server over the base model is started for the duration (the offline default).
+loopback server over the base model is started for the duration (the offline default). Both
+models' answers are graded absolutely and, with `judge.pairwise`, compared head to head. The
+sample files are written only once every judgement is in, so a run stopped by the budget or a
+failing endpoint leaves nothing half-written; the replies it did get are in the cache.
 """
 
 from __future__ import annotations
@@ -13,11 +17,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.eval.judge import Judge, JudgeItem, load_rubric, summarize
+from harness.errors import HarnessError
+from harness.eval.judge import Judge, JudgeItem, load_rubric
+from harness.eval.judge_client import JudgeClient, Ledger
 from harness.io import write_jsonl
 from harness.paths import project_path
 
 log = logging.getLogger(__name__)
+MODELS = ("base", "candidate")
 
 
 @contextlib.contextmanager
@@ -35,22 +42,109 @@ def judge_endpoint(cfg: DictConfig, model_ref: str) -> Iterator[str]:
         yield server.base_url
 
 
+def make_judge(j: DictConfig, base_url: str, cache_dir: Path) -> Judge:
+    """A Judge configured from the `judge` config group (see conf/judge/local.yaml)."""
+    numbers = {"max_concurrency": 1, "max_retries": 0, "max_reasks": 0, "max_tokens": 1,
+               "timeout_s": 0, "price_per_1k_prompt_tokens": 0,
+               "price_per_1k_completion_tokens": 0}
+    for key, low in numbers.items():
+        if not isinstance(j[key], int | float) or j[key] < low:
+            raise HarnessError(f"judge.{key}={j[key]!r}: expected a number >= {low}.")
+    if j.budget_usd is not None and (not isinstance(j.budget_usd, int | float) or j.budget_usd <= 0):
+        raise HarnessError(f"judge.budget_usd={j.budget_usd!r}: expected a positive amount, or "
+                           f"null for no budget.")
+    ledger = Ledger(j.price_per_1k_prompt_tokens, j.price_per_1k_completion_tokens, j.budget_usd)
+    client = JudgeClient(base_url, j.model, api_key_env=j.api_key_env,
+                         max_concurrency=j.max_concurrency, timeout_s=j.timeout_s,
+                         max_retries=j.max_retries, cache_dir=cache_dir, ledger=ledger)
+    return Judge(load_rubric(project_path(j.rubric)), client, output=j.output,
+                 guided_choice=j.guided_choice, response_format=j.response_format,
+                 logprobs=j.logprobs, top_logprobs=j.top_logprobs, max_tokens=j.max_tokens,
+                 max_reasks=j.max_reasks, max_response_chars=j.max_response_chars)
+
+
 def run_judge(cfg: DictConfig, out: Path, model_ref: str, items: list[dict],
               answers: dict[str, list[dict]]) -> dict:
-    """Score both models' answers to the held-out change requests; per-model summaries."""
-    j = cfg.judge
+    """Judge both models' answers to the held-out change requests; the summary for metrics."""
     with judge_endpoint(cfg, model_ref) as base_url:
-        judge = Judge(load_rubric(project_path(j.rubric)), base_url=base_url, model=j.model,
-                      api_key_env=j.api_key_env, guided_choice=j.guided_choice,
-                      max_concurrency=j.max_concurrency, timeout_s=j.timeout_s,
-                      max_retries=j.max_retries, cache_dir=Path(cfg.cache_dir) / "judge")
-        summary = {}
-        for label in ("base", "candidate"):
-            judge_items = [JudgeItem(id=r["id"], instruction=r["instruction"], response=a["output"],
-                                     reference=r["response"])
-                           for r, a in zip(items, answers[label], strict=True)]
-            rows = [{"task": "judge", "model": label, **row}
-                    for row in judge.score(judge_items, label=label)]
-            write_jsonl(out / "samples" / f"judge_scores.{label}.jsonl", rows)
-            summary[label] = summarize(rows)
-    return summary
+        judge = make_judge(cfg.judge, base_url, Path(cfg.cache_dir) / "judge")
+        judged = {label: [JudgeItem(id=r["id"], instruction=r["instruction"],
+                                    response=a["output"], reference=r["response"])
+                          for r, a in zip(items, answers[label], strict=True)]
+                  for label in MODELS}
+        scores = {label: [{"task": "judge", "model": label, **row}
+                          for row in judge.grade(judged[label], label=label)] for label in MODELS}
+        pairs = ([{"task": "judge_pairwise", **row}
+                  for row in judge.compare(judged["base"], judged["candidate"])]
+                 if cfg.judge.pairwise else None)
+    for label, rows in scores.items():
+        write_jsonl(out / "samples" / f"judge_scores.{label}.jsonl", rows)
+    summary = {label: summarize(rows) for label, rows in scores.items()}
+    if pairs is not None:
+        write_jsonl(out / "samples" / "judge_pairwise.jsonl", pairs)
+        summary["pairwise"] = summarize_pairwise(pairs)
+    usage = judge.client.ledger.summary()
+    log.info("judge: %d new calls (%d more answered from the cache), %d prompt + %d "
+             "completion tokens, $%.4f spent; samples in %s", usage["calls"], usage["cached_calls"],
+             usage["prompt_tokens"], usage["completion_tokens"], usage["spent_usd"],
+             out / "samples")
+    return {**summary, "usage": usage,
+            "rubric": {"name": judge.rubric.name, "version": judge.rubric.version},
+            "settings": {"model": judge.client.model, "output": judge.output,
+                         "rejected_features": sorted(judge.client.dropped)}}
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _rate(rows: list[dict], predicate) -> float | None:
+    return _mean([float(predicate(r)) for r in rows])
+
+
+def _by_criterion(rows: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["criterion"], []).append(row)
+    return groups
+
+
+def _totals(rows: list[dict]) -> dict:
+    return {"parse_failure_rate": _rate(rows, lambda r: not r["parse_ok"]),
+            "first_try_parse_failure_rate": _rate(rows, lambda r: not r["first_try_ok"]),
+            "total_tokens": sum(sum(r["usage"].values()) for r in rows),
+            "cost_usd": sum(r["cost_usd"] for r in rows),
+            "n_cached": sum(r["cached"] for r in rows)}
+
+
+def summarize(scores: list[dict]) -> dict:
+    """Absolute grading, per criterion: n, mean score (parsed rows), mean logprob-weighted
+    score, parse failure rates after and before re-asks; plus totals over all rows."""
+    criteria = {
+        name: {"n": len(rows),
+               "mean": _mean([r["score"] for r in rows if r["parse_ok"]]),
+               "weighted_mean": _mean([r["weighted_score"] for r in rows
+                                       if r["weighted_score"] is not None]),
+               "parse_failure_rate": _rate(rows, lambda r: not r["parse_ok"]),
+               "first_try_parse_failure_rate": _rate(rows, lambda r: not r["first_try_ok"])}
+        for name, rows in _by_criterion(scores).items()}
+    return {"criteria": criteria, **_totals(scores)}
+
+
+def summarize_pairwise(pairs: list[dict]) -> dict:
+    """Pairwise, per criterion, from the candidate's side: wins, ties (inconsistent orders
+    included), losses and their rates over the readable comparisons; the logprob preference
+    (0.5 = none); and how often the judge picked whichever answer was shown first (0.5 = no
+    position bias)."""
+    criteria = {}
+    for name, rows in _by_criterion(pairs).items():
+        read = [r for r in rows if r["outcome"] is not None]
+        counts = {k: sum(r["outcome"] == k for r in read) for k in ("win", "tie", "loss")}
+        picks = [v for r in rows for v in r["verdicts"].values() if v in ("A", "B")]
+        criteria[name] = {
+            "n": len(rows), "compared": len(read), "wins": counts["win"], "ties": counts["tie"],
+            "losses": counts["loss"], "inconsistent": sum(r["inconsistent"] for r in rows),
+            **{f"{k}_rate": counts[k] / len(read) if read else None for k in counts},
+            "preference": _mean([r["preference"] for r in rows if r["preference"] is not None]),
+            "first_position_rate": _rate(picks, lambda v: v == "A") if picks else None}
+    return {"criteria": criteria, **_totals(pairs)}

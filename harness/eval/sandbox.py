@@ -1,16 +1,28 @@
 """Run untrusted, model-generated Python programs and decide pass/fail.
 
-Each program runs in a fresh temp dir (its cwd, HOME and TMPDIR), in its own session, under
+Each program runs in a fresh dir (its cwd, HOME and TMPDIR), in its own session, under
 rlimits (address space, CPU, file size, processes, no core dumps), with a scrubbed environment
-(no API keys) and a wall-clock timeout that SIGKILLs the whole process group. As root the child
-runs as uid 65534 (nobody), because RLIMIT_NPROC is not enforced for root. The network is cut
-by the strongest mechanism that works here, detected once per process (``Sandbox.mode``):
+(no API keys) and a wall-clock timeout that SIGKILLs its whole process group; whatever it left
+running is killed before the next sample. Programs are forked from a per-worker fork server
+that starts once inside the isolation (``harness/eval/forkserver.py``: no interpreter start
+per sample). As root the program runs as uid 65534 (nobody), because RLIMIT_NPROC is not
+enforced for root. The network is cut by the strongest mechanism that works here, detected
+once per process (``Sandbox.mode``):
 
-- "bwrap": bubblewrap with net, pid, ipc and uts namespaces unshared and a read-only ``/``
-  (as root: bwrap runs privileged, re-exposes an interpreter that lives under a private dir
-  such as /root, and setpriv drops to nobody inside; otherwise: unprivileged, user namespace);
-- "unshare": util-linux ``unshare --net`` (root only), then ``setpriv`` down to nobody;
+- "bwrap": bubblewrap with net, pid, ipc and uts namespaces unshared, a read-only ``/`` and a
+  private size-capped tmpfs for the samples' files (as root: bwrap runs privileged,
+  re-exposes an interpreter that lives under a private dir such as /root, and setpriv drops
+  to nobody inside; otherwise: unprivileged, user namespace);
+- "unshare": util-linux ``unshare --net`` (root only) with a private mount namespace that
+  re-exposes such an interpreter the same way and holds the tmpfs, then ``setpriv`` down to
+  nobody;
 - "rlimits": no network isolation, rlimits only.
+
+Each mode is probed with the interpreter itself: when nobody cannot run it with its own stdlib
+(a pyenv Python under /root, mode 0700, and no mount namespace), the program runs as the
+current user instead (``Sandbox.user`` is "self"). What that costs is spelled out by
+``Sandbox.describe()`` (logged, and written to metrics.json): the guarantees that hold and
+those that are missing, e.g. no process-count limit for root.
 
 A sample passes only if the exit code is 0 AND the last stdout line is a random per-run marker
 printed by a line appended after the program's last test: an early ``sys.exit(0)`` or
@@ -25,16 +37,17 @@ import functools
 import logging
 import math
 import os
-import resource
+import queue
 import secrets
-import select
+import shlex
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
+import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,18 +56,22 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from harness.errors import HarnessError
+from harness.eval.forkserver import SERVER, ForkServer, ServerError
 
 if TYPE_CHECKING:
     from harness.eval.benchmarks import Problem
 
 MODES = ("bwrap", "unshare", "rlimits")
+USERS = ("nobody", "self")
 NOBODY = 65534
 IS_ROOT = os.geteuid() == 0
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # -I minus -E: -E would make the interpreter ignore PYTHONHASHSEED=0, and string-hash order
 # decides some set/dict outputs; the environment is fully ours, so -E protects nothing here.
 INTERPRETER = (sys.executable, "-s", "-P") if sys.version_info >= (3, 11) else (sys.executable, "-s")
-_SANDBOX_TOOL_PREFIXES = ("bwrap:", "unshare:", "setpriv:")
+# What every mode guarantees, and what only some do (see `guarantees`).
+ALWAYS = ("rlimits on memory, CPU time and file size", "wall-clock kill of the process group",
+          "scrubbed environment", "private temp dir", "end-of-tests marker")
 log = logging.getLogger(__name__)
 
 
@@ -71,72 +88,139 @@ class ExecResult:
         return self.status == "passed"
 
 
+def guarantees(mode: str, user: str) -> dict[str, bool]:
+    """Which isolation properties hold for a (mode, user) pair; ``ALWAYS`` hold in every mode."""
+    unprivileged = user == "nobody" or not IS_ROOT
+    return {
+        "network_isolated": mode in ("bwrap", "unshare"),
+        "unprivileged_user": unprivileged,
+        "process_limit": unprivileged,  # the kernel exempts root from RLIMIT_NPROC
+        "pid_namespace": mode == "bwrap",
+        "read_only_root": mode == "bwrap",
+    }
+
+
 class Sandbox:
     """Executes programs in isolation; see the module docstring for the guarantees.
 
     ``mode`` None auto-detects (cached per process); pass "rlimits" etc. only to test a mode.
+    ``user`` None picks, by probing, "nobody" when root can drop to it, else "self".
     """
 
     def __init__(self, timeout_s: float = 10.0, memory_mb: int = 1024, workers: int = 2,
-                 max_procs: int = 64, max_file_mb: int = 16, mode: str | None = None) -> None:
+                 max_procs: int = 64, max_file_mb: int = 16, scratch_mb: int = 64,
+                 mode: str | None = None, user: str | None = None) -> None:
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
         self.workers = workers
         self.max_procs = max_procs
         self.max_file_mb = max_file_mb
+        self.scratch_mb = max(scratch_mb, 2 * max_file_mb)
         if mode not in (None, *MODES):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.mode: str = mode or detect_mode()
+        if user not in (None, *USERS):
+            raise ValueError(f"user must be one of {USERS}, got {user!r}")
+        if user is None:
+            mode, user = detect(mode)
+        self.mode: str = mode or detect(None)[0]
+        self.user: str = user
+        self._lock = threading.Lock()
+        self._arm()
+
+    def _arm(self) -> None:
+        self._idle: queue.SimpleQueue[ForkServer] = queue.SimpleQueue()
+        self._servers: list[ForkServer] = []
+        self._finalizer = weakref.finalize(self, _stop_servers, self._servers,
+                                           self.mode != "bwrap")
+
+    @classmethod
+    def from_config(cls, s) -> Sandbox:
+        """From ``eval.sandbox``: refused if a required guarantee is missing; logs what ran."""
+        box = cls(timeout_s=s.timeout_s, memory_mb=s.memory_mb, workers=s.workers, mode=s.mode)
+        box.require(list(s.require))
+        d = box.describe()
+        log.info("sandbox: mode %s as %s (uid %d)%s", d["mode"], d["user"], d["uid"],
+                 f"; missing guarantees: {', '.join(d['missing'])}" if d["missing"] else "")
+        return box
+
+    @property
+    def guarantees(self) -> dict[str, bool]:
+        return guarantees(self.mode, self.user)
+
+    def describe(self) -> dict:
+        """What ran and what it guarantees, for logs and metrics.json."""
+        held = self.guarantees
+        return {"mode": self.mode, "user": self.user,
+                "uid": NOBODY if self.user == "nobody" else os.getuid(),
+                "guarantees": [*ALWAYS, *(k for k, v in held.items() if v)],
+                "missing": [k for k, v in held.items() if not v]}
+
+    def require(self, names: list[str]) -> None:
+        """Refuse to go on without each named guarantee (``eval.sandbox.require``)."""
+        held = self.guarantees
+        unknown = sorted(set(names) - set(held))
+        if unknown:
+            raise HarnessError(f"eval.sandbox.require: unknown guarantees {unknown}; "
+                               f"known: {sorted(held)}.")
+        missing = [n for n in names if not held[n]]
+        if missing:
+            raise HarnessError(
+                f"the sandbox runs in mode {self.mode!r} as {self.user} here, without {missing}, "
+                "which eval.sandbox.require asks for. Fix: install bubblewrap (Debian: apt-get "
+                "install bubblewrap; as root for a drop to nobody), or remove them from "
+                "eval.sandbox.require.")
 
     def run(self, program: str) -> ExecResult:
         """Run one program; never raises for anything the program does."""
         marker = secrets.token_hex(16)
         start = time.monotonic()
-        base = Path(tempfile.mkdtemp(prefix="harness-sandbox-"))
+        server = self._checkout()
         try:
-            work = base / "work"
-            work.mkdir()
-            script = work / "main.py"
-            script.write_text(program + _epilogue(marker), encoding="utf-8")
-            if IS_ROOT:  # the child runs as nobody: let it in, and own its dir
-                base.chmod(0o711)
-                for path in (work, script):
-                    os.chown(path, NOBODY, NOBODY)
-            env = {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": str(work),
-                   "TMPDIR": str(work), "PYTHONHASHSEED": "0"}
-            # Output goes to files the child inherits, not pipes: a lingering grandchild cannot
-            # block us, and RLIMIT_FSIZE caps how much a print loop can write.
-            with open(base / "stdout", "w+b") as out, open(base / "stderr", "w+b") as err:
-                try:
-                    proc = subprocess.Popen(
-                        self._command(work, script, env), cwd=work, env=env,
-                        stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                        start_new_session=True,
-                        preexec_fn=functools.partial(self._set_limits, self._nproc_limit()),
-                        **self._user_kwargs())
-                except (OSError, subprocess.SubprocessError) as e:
-                    return ExecResult("error", f"could not start the sandbox: {e}",
-                                      time.monotonic() - start)
-                exited = _wait_exit(proc.pid, self.timeout_s)
-                _kill_group(proc.pid)  # also reaps stragglers left after a normal exit
-                code = proc.wait()
-                if self.mode != "bwrap":  # bwrap's pid namespace dies with it
-                    _kill_escaped(work)
-                duration = time.monotonic() - start
-                stdout, stderr = _tail(out), _tail(err)
+            reply = server.run((program + _epilogue(marker)).encode("utf-8", "surrogatepass"),
+                               self.timeout_s, self._limits())
+        except ServerError as e:
+            status = "failed" if e.during_job else "error"
+            return ExecResult(status, f"{e}: {e.log.strip()[-500:]}", time.monotonic() - start)
         finally:
-            shutil.rmtree(base, ignore_errors=True)
-        if not exited:
+            self._idle.put(server)
+        duration = time.monotonic() - start
+        if reply.code is None:
             return ExecResult("timeout", f"killed after the {self.timeout_s:g}s timeout", duration)
-        lines = stdout.splitlines()
-        if code == 0 and lines and lines[-1] == marker:
+        lines = reply.stdout.splitlines()
+        if reply.code == 0 and lines and lines[-1] == marker:
             return ExecResult("passed", "", duration)
-        if stderr.startswith(_SANDBOX_TOOL_PREFIXES):
-            return ExecResult("error", stderr.strip()[-500:], duration)
-        return ExecResult("failed", _failure_reason(code, stderr), duration)
+        return ExecResult("failed", _failure_reason(reply.code, reply.stderr), duration)
+
+    def close(self) -> None:
+        """Stop this sandbox's fork servers (also done when it is garbage-collected); a later
+        ``run`` starts new ones."""
+        self._finalizer()
+        self._arm()
+
+    def _checkout(self) -> ForkServer:
+        """An idle fork server, or a new one: at most one per concurrent caller."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            base = Path(tempfile.mkdtemp(prefix="harness-sandbox-"))
+            if self.mode == "rlimits" and self._drops_root:  # no tmpfs: nobody's scratch on disk
+                os.chown(base, NOBODY, NOBODY)
+            server = ForkServer(self._command(base), base, self._env(base), self._user_kwargs())
+            with self._lock:
+                self._servers.append(server)
+            return server
+
+    def _env(self, home: Path) -> dict[str, str]:
+        return {"PATH": SAFE_PATH, "LANG": "C.UTF-8", "HOME": str(home), "TMPDIR": str(home),
+                "PYTHONHASHSEED": "0"}
+
+    def _limits(self) -> tuple[int, ...]:
+        """(address space, CPU seconds, file size, processes), in the fork server's order."""
+        cpu = math.ceil(self.timeout_s) + 1  # backstop if the wall-clock kill never comes
+        return (self.memory_mb << 20, cpu, self.max_file_mb << 20, self._nproc_limit())
 
     def run_many(self, programs: list[str], desc: str = "executing") -> list[ExecResult]:
-        """Run programs on ``workers`` threads (each waits on a child process); order kept."""
+        """Run programs on ``workers`` threads (each drives its own fork server); order kept."""
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(tqdm(pool.map(self.run, programs), total=len(programs), desc=desc))
 
@@ -167,10 +251,12 @@ class Sandbox:
             listener.close()
             if canary_set:
                 del os.environ["OPENAI_API_KEY"]
+            with contextlib.suppress(OSError):
+                os.unlink(HOST_PROBE_FILE)  # only exists if the write guard failed
         total_bad = len(known_bad_programs(self, 0))
         if broken or leaks or not probe.passed:
             raise HarnessError(
-                f"Sandbox self-check failed in mode {self.mode!r}.\n"
+                f"Sandbox self-check failed in mode {self.mode!r} (user {self.user}).\n"
                 + ("" if probe.passed else f"The child does not run {sys.executable} with its own "
                    f"stdlib ({probe.status}: {probe.error[-300:]})\n")
                 + (f"References that did not pass ({len(broken)}/{len(problems)}): "
@@ -178,32 +264,46 @@ class Sandbox:
                 + (f"Known-bad programs not stopped: {'; '.join(leaks)}\n" if leaks else "")
                 + "Evaluation scores would be wrong. Check that the interpreter is readable by "
                   "uid 65534 when running as root, and that timeouts/limits suit this machine.")
-        return {"mode": self.mode, "references_passed": len(problems) - len(broken),
-                "references_total": len(problems), "known_bad_failed": total_bad - len(leaks),
-                "known_bad_total": total_bad, "seconds": round(time.monotonic() - start, 2)}
+        return {"mode": self.mode, "user": self.user,
+                "references_passed": len(problems) - len(broken), "references_total": len(problems),
+                "known_bad_failed": total_bad - len(leaks), "known_bad_total": total_bad,
+                "seconds": round(time.monotonic() - start, 2)}
 
-    def _command(self, work: Path, script: Path, env: dict[str, str]) -> list[str]:
-        python = [*INTERPRETER, str(script)]
-        drop_root = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+    @property
+    def _drops_root(self) -> bool:
+        return IS_ROOT and self.user == "nobody"
+
+    def _command(self, base: Path) -> list[str]:
+        """The fork server's command line: the isolation tools, then ``python -c SERVER``.
+
+        With a mount namespace, ``base`` gets a private tmpfs (sticky, world-writable, capped
+        at ``scratch_mb``) where the server keeps each job's files.
+        """
+        python = [*INTERPRETER, "-c", SERVER, str(base)]
+        drop = self._drops_root and self.mode != "rlimits"  # rlimits mode: Popen(user=...)
+        drop_root = (["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                      "--"] if drop else [])
+        scratch = self.scratch_mb << 20
         if self.mode == "bwrap":
-            setenv = [x for key, value in env.items() for x in ("--setenv", key, value)]
+            setenv = [x for key, value in self._env(base).items() for x in ("--setenv", key, value)]
             # As root, bwrap runs privileged (kuid 0 would be exempt from RLIMIT_NPROC inside a
             # user namespace), mounts the interpreter visible, then setpriv drops to nobody.
             unshare = (["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                         "--unshare-cgroup-try"] if IS_ROOT else ["--unshare-all"])
-            return ["bwrap", *unshare, "--die-with-parent", "--new-session",
-                    "--ro-bind", "/", "/", *(_expose_interpreter() if IS_ROOT else ()),
-                    "--dev", "/dev", "--proc", "/proc",
-                    "--bind", str(work), str(work), "--chdir", str(work), "--clearenv", *setenv,
-                    *(["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", *drop_root]
-                      if IS_ROOT else []),
-                    *python]
+            return ["bwrap", *unshare, "--new-session", "--ro-bind", "/", "/",
+                    *(_bwrap_expose() if drop else ()), "--dev", "/dev", "--proc", "/proc",
+                    "--perms", "1777", "--size", str(scratch), "--tmpfs", str(base),
+                    "--chdir", str(base), "--clearenv", *setenv,
+                    *(["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if drop else []),
+                    *drop_root, *python]
         if self.mode == "unshare":  # needs root to unshare, so drop to nobody afterwards
-            return ["unshare", "--net", "--", *drop_root, *python]
+            script = _mount_script(_hidden(_installs()) if drop else {}, base, scratch)
+            return ["unshare", "--net", "--ipc", "--uts", "--mount", "--propagation", "private",
+                    "--", "sh", "-c", script, "sandbox", *drop_root, *python]
         return python
 
     def _user_kwargs(self) -> dict:
-        if IS_ROOT and self.mode == "rlimits":
+        if IS_ROOT and self.mode == "rlimits" and self.user == "nobody":
             return {"user": NOBODY, "group": NOBODY, "extra_groups": []}
         return {}
 
@@ -211,23 +311,7 @@ class Sandbox:
         """RLIMIT_NPROC caps all tasks of the child's real uid, not just the child's own: a
         non-root user's shell, editor and this process already count, so the budget is
         ``max_procs`` on top of what that uid runs now."""
-        return self.max_procs + _tasks_owned_by(NOBODY if IS_ROOT else os.getuid())
-
-    def _set_limits(self, nproc: int) -> None:
-        """preexec_fn: runs in the child between fork and exec; limits are inherited by all
-        its descendants and set hard too, so the program cannot raise them back."""
-        cpu = math.ceil(self.timeout_s) + 1  # backstop if our wall-clock kill never comes
-        for res, soft, hard in (
-            (resource.RLIMIT_AS, self.memory_mb << 20, self.memory_mb << 20),
-            (resource.RLIMIT_CPU, cpu, cpu + 1),
-            (resource.RLIMIT_FSIZE, self.max_file_mb << 20, self.max_file_mb << 20),
-            (resource.RLIMIT_NPROC, nproc, nproc),
-            (resource.RLIMIT_CORE, 0, 0),
-        ):
-            cur_hard = resource.getrlimit(res)[1]
-            if cur_hard != resource.RLIM_INFINITY:
-                soft, hard = min(soft, cur_hard), min(hard, cur_hard)
-            resource.setrlimit(res, (soft, hard))
+        return self.max_procs + _tasks_owned_by(NOBODY if self.user == "nobody" else os.getuid())
 
 
 def _epilogue(marker: str) -> str:
@@ -243,53 +327,43 @@ def _epilogue(marker: str) -> str:
     )
 
 
-def _wait_exit(pid: int, timeout: float) -> bool:
-    """Wait for ``pid`` to exit without reaping it, so that its zombie keeps the process-group
-    id reserved and the killpg that follows cannot hit a recycled pid."""
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:  # Linux < 5.3: poll instead
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
-                return True
-            time.sleep(0.005)
-        return False
-    try:
-        return bool(select.select([fd], [], [], timeout)[0])
-    finally:
-        os.close(fd)
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+_task_counts: dict[int, tuple[float, int]] = {}
 
 
 def _tasks_owned_by(uid: int) -> int:
-    """Tasks (threads included) now running as ``uid``: what RLIMIT_NPROC counts."""
-    count = 0
-    for proc in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if proc.name.isdigit() and proc.stat().st_uid == uid:
-                count += len(os.listdir(proc / "task"))
+    """Tasks (threads included) now running as ``uid``: what RLIMIT_NPROC counts. Rescanned
+    at most every half second: the scan costs more than a short sample, and a count that is
+    a few tasks stale shifts the budget by as much."""
+    at, count = _task_counts.get(uid, (-1.0, 0))
+    if time.monotonic() - at > 0.5:
+        count = 0
+        for proc in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if proc.name.isdigit() and proc.stat().st_uid == uid:
+                    count += len(os.listdir(proc / "task"))
+        _task_counts[uid] = (time.monotonic(), count)
     return count
 
 
-def _kill_escaped(work: Path) -> None:
-    """Kill descendants that left the process group (setsid/daemonize): they still carry the
-    run's unique HOME in their environment."""
-    needle = f"HOME={work}".encode()
+def _stop_servers(servers: list[ForkServer], scan: bool) -> None:
+    """Stop fork servers and remove their dirs; without a pid namespace (``scan``), also kill
+    any process that escaped them (its environment still names a HOME under their dir)."""
+    for server in servers:
+        server.close()
+        if scan:
+            _kill_escaped(server.base)
+        shutil.rmtree(server.base, ignore_errors=True)
+    servers.clear()
+
+
+def _kill_escaped(base: Path) -> None:
+    prefix = f"HOME={base}".encode()
     for proc in Path("/proc").iterdir():
         with contextlib.suppress(OSError):
-            if proc.name.isdigit() and needle in (proc / "environ").read_bytes().split(b"\0"):
+            if proc.name.isdigit() and any(
+                    v == prefix or v.startswith(prefix + b"/")
+                    for v in (proc / "environ").read_bytes().split(b"\0")):
                 os.kill(int(proc.name), signal.SIGKILL)
-
-
-def _tail(f, limit: int = 8192) -> str:
-    f.seek(0, os.SEEK_END)
-    f.seek(max(0, f.tell() - limit))
-    return f.read().decode("utf-8", errors="replace")
 
 
 def _failure_reason(code: int, stderr: str) -> str:
@@ -310,20 +384,30 @@ def _interpreter_probe() -> str:
     return f"import sys\ngot = (sys.version, sys.prefix, sys.base_prefix)\nassert got == {want!r}, got"
 
 
+def _installs() -> list[Path]:
+    """The interpreter's install dirs (venv and base Python), outermost only."""
+    paths = {Path(os.path.realpath(p)) for p in
+             (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    return sorted(p for p in paths if not any(q in p.parents for q in paths))
+
+
+def _hidden(paths: list[Path]) -> dict[Path, list[Path]]:
+    """Paths that nobody cannot reach, grouped by their outermost untraversable ancestor (e.g.
+    /root, mode 0700): a mount namespace hides that dir under a tmpfs and binds them back."""
+    by_top: dict[Path, list[Path]] = {}
+    for path in paths:
+        blocked = [d for d in reversed(path.parents) if not d.stat().st_mode & 0o001]
+        if blocked:
+            by_top.setdefault(blocked[0], []).append(path)
+    return by_top
+
+
 @functools.cache
-def _expose_interpreter() -> tuple[str, ...]:
+def _bwrap_expose() -> tuple[str, ...]:
     """bwrap args that let nobody reach the interpreter when it lives under a private dir (e.g.
     pyenv or uv Pythons in /root, mode 0700): a tmpfs hides that dir, the install is bound back."""
-    installs = {Path(os.path.realpath(p)) for p in
-                (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    installs = {p for p in installs if not any(q in p.parents for q in installs)}
-    by_top: dict[Path, list[Path]] = {}
-    for install in sorted(installs):
-        blocked = [d for d in reversed(install.parents) if not d.stat().st_mode & 0o001]
-        if blocked:
-            by_top.setdefault(blocked[0], []).append(install)
     args: list[str] = []
-    for top, paths in by_top.items():
+    for top, paths in _hidden(_installs()).items():
         args += ["--tmpfs", str(top)]
         for install in paths:
             for d in reversed(install.parents):
@@ -333,30 +417,81 @@ def _expose_interpreter() -> tuple[str, ...]:
     return tuple(args)
 
 
-@functools.cache
-def detect_mode() -> str:
-    """The strongest isolation that actually runs our interpreter here (probed once)."""
-    candidates = []
+def _mount_script(hidden: dict[Path, list[Path]], base: Path, scratch: int) -> str:
+    """Run as root inside ``unshare --mount``: what ``_bwrap_expose`` does, with util-linux
+    only (each hidden path is bind-mounted aside, its private top covered by a tmpfs, and the
+    path moved back onto a fresh mount point), then the scratch tmpfs on ``base``, then
+    ``exec "$@"``. The mounts die with the namespace; the host never sees them."""
+    q = shlex.quote
+    stash = base / "stash"
+    lines = ["set -e", "umask 022"]
+    moves = []
+    for top, paths in hidden.items():
+        for path in paths:
+            aside = q(str(stash / str(len(moves))))
+            lines += [f"mkdir -p {aside}", f"mount --bind {q(str(path))} {aside}"]
+            moves.append((aside, q(str(path))))
+        lines.append(f"mount -t tmpfs -o mode=0755 sandbox {q(str(top))}")
+    lines += [f"mkdir -p {path} && mount --move {aside} {path}" for aside, path in moves]
+    lines += [f"mkdir -p {q(str(base))}",
+              f"mount -t tmpfs -o size={scratch},mode=1777 sandbox {q(str(base))}"]
+    return "\n".join([*lines, 'exec "$@"'])
+
+
+def _candidates(mode: str | None) -> list[tuple[str, str]]:
+    """(mode, user) pairs from strongest to weakest that this machine has the tools for."""
+    pairs = []
     if shutil.which("bwrap") and (not IS_ROOT or shutil.which("setpriv")):
-        candidates.append("bwrap")
-    if IS_ROOT and shutil.which("unshare") and shutil.which("setpriv"):
-        candidates.append("unshare")
-    for mode in candidates:
-        result = Sandbox(timeout_s=30, mode=mode).run(_interpreter_probe())
+        pairs.append(("bwrap", "nobody" if IS_ROOT else "self"))
+    if IS_ROOT and shutil.which("unshare"):
+        if shutil.which("setpriv") and shutil.which("mount"):
+            pairs.append(("unshare", "nobody"))
+        pairs.append(("unshare", "self"))
+    pairs += [("rlimits", "nobody"), ("rlimits", "self")] if IS_ROOT else [("rlimits", "self")]
+    return [p for p in pairs if mode in (None, p[0])]
+
+
+@functools.cache
+def detect(mode: str | None = None) -> tuple[str, str]:
+    """The strongest (mode, user) that actually runs our interpreter here (probed once).
+
+    Degrades in order: bwrap as nobody; unshare as nobody; unshare as root (no process
+    limit); rlimits as nobody (no network isolation); rlimits as the current user.
+    """
+    candidates = _candidates(mode)
+    if not candidates:
+        raise HarnessError(f"sandbox mode {mode!r} is not available here: bwrap needs bubblewrap "
+                           "(and setpriv as root), unshare needs root. Fix: set "
+                           "eval.sandbox.mode=null to use the strongest mode that works.")
+    tried = []
+    for m, user in candidates:
+        result = Sandbox(timeout_s=30, mode=m, user=user).run(_interpreter_probe())
         if result.passed:
-            return mode
-        log.warning("sandbox mode %s is unusable here (%s: %s)", mode, result.status,
-                    result.error)
-    log.warning("sandbox has no network isolation: install bubblewrap (bwrap) or run as root")
-    return "rlimits"
+            missing = [k for k, v in guarantees(m, user).items() if not v]
+            if tried or missing:
+                log.warning("sandbox: mode %s as %s%s%s", m, user,
+                            f" (unusable here: {'; '.join(tried)})" if tried else "",
+                            f"; missing guarantees: {', '.join(missing)}. Install bubblewrap "
+                            "(Debian: apt-get install bubblewrap) for full isolation"
+                            if missing else "")
+            return m, user
+        tried.append(f"{m} as {user}: {result.status}: {result.error.strip()[-200:]}")
+    raise HarnessError("no sandbox mode can run the interpreter here:\n" + "\n".join(tried)
+                       + f"\nFix: make {sys.executable} and its stdlib readable, or install "
+                       "bubblewrap (Debian: apt-get install bubblewrap).")
+
+
+HOST_PROBE_FILE = "/etc/.harness-sandbox-write-probe"
 
 
 def known_bad_programs(sandbox: Sandbox, port: int) -> list[tuple[str, str, str]]:
     """(name, program, expected status) for programs a working sandbox must not pass.
 
-    Each would pass if its guard were missing. ``port`` is a listener on the host's loopback;
-    the network probes are only included when the mode claims network isolation.
+    Each would pass if its guard were missing. ``port`` is a listener on the host's loopback.
+    Programs probing a guarantee the mode lacks (network, process count, host writes) are left
+    out: ``Sandbox.describe()`` reports those as missing instead.
     """
+    held = sandbox.guarantees
     big = sandbox.max_file_mb + 1
     bad = [
         ("early_sys_exit", "import sys\nsys.exit(0)\nassert False", "failed"),
@@ -364,18 +499,21 @@ def known_bad_programs(sandbox: Sandbox, port: int) -> list[tuple[str, str, str]
         ("failing_assert", "assert 1 + 1 == 3", "failed"),
         ("infinite_loop", "while True:\n    pass", "timeout"),
         ("memory_bomb", f"x = bytearray({2 * sandbox.memory_mb} << 20)", "failed"),
-        ("fork_bomb",
-         "import os, time\npids = []\n"
-         f"for _ in range({2 * sandbox.max_procs}):\n"
-         "    pid = os.fork()\n    if pid == 0:\n        time.sleep(60)\n        os._exit(0)\n"
-         "    pids.append(pid)\n"
-         "for pid in pids:\n    os.kill(pid, 9)", "failed"),
         ("env_leak",
          "import os\nallowed = {'PATH', 'LANG', 'HOME', 'TMPDIR', 'PYTHONHASHSEED', 'PWD'}\n"
          "assert 'OPENAI_API_KEY' in os.environ or set(os.environ) - allowed", "failed"),
         ("big_file", f"with open('big', 'wb') as f:\n    f.write(b'x' * ({big} << 20))", "failed"),
     ]
-    if sandbox.mode != "rlimits":
+    if held["process_limit"]:
+        bad.append(("fork_bomb",
+                    "import os, time\npids = []\n"
+                    f"for _ in range({2 * sandbox.max_procs}):\n"
+                    "    pid = os.fork()\n    if pid == 0:\n        time.sleep(60)\n"
+                    "        os._exit(0)\n    pids.append(pid)\n"
+                    "for pid in pids:\n    os.kill(pid, 9)", "failed"))
+    if held["unprivileged_user"] or held["read_only_root"]:
+        bad.append(("host_write", f"open({HOST_PROBE_FILE!r}, 'w').close()", "failed"))
+    if held["network_isolated"]:
         bad += [
             ("net_loopback",
              f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3).close()",

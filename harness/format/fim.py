@@ -1,6 +1,10 @@
-"""Fill-in-the-middle: hole sampling on line boundaries, and PSM formatting with the model's
-own sentinel tokens. Shared by training (format stage) and the FIM eval, so both build holes
-and prompts the same way."""
+"""Fill-in-the-middle: sentinel tokens, hole sampling on line boundaries, and PSM / SPM
+formatting. Shared by training (format stage) and the FIM eval, so both build holes and
+prompts the same way.
+
+Source text is tokenized with `split_special_tokens=True`: a file that contains the literal
+string "<|fim_middle|>" (this repository does) must not inject a sentinel into the prompt.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from harness.errors import HarnessError
+
+# Sentinel families in the order PSM uses them (prefix, suffix, middle), by model family.
+KNOWN_SENTINELS = {
+    "qwen2.5-coder": ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    "starcoder": ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+    "deepseek-coder": ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
+}
+ROLES = ("prefix", "suffix", "middle", "end")
 
 
 @dataclass(frozen=True)
@@ -27,20 +39,47 @@ class Hole:
     line: int  # 1-based first line of the middle
 
 
+def _token_id(tokenizer, token: str | None) -> int | None:
+    if not token:
+        return None
+    tid = tokenizer.convert_tokens_to_ids(token)
+    return None if tid is None or tid == tokenizer.unk_token_id else tid
+
+
+def _detect(tokenizer) -> dict[str, str]:
+    for names in KNOWN_SENTINELS.values():
+        if all(_token_id(tokenizer, t) is not None for t in names):
+            end = "<|endoftext|>" if _token_id(tokenizer, "<|endoftext|>") is not None else tokenizer.eos_token
+            return dict(zip(ROLES, (*names, end), strict=True))
+    raise HarnessError(
+        "the tokenizer has none of the known FIM sentinel families "
+        f"({', '.join(f'{k}: {v[0]}' for k, v in KNOWN_SENTINELS.items())}). Fix: set "
+        "model.fim.{prefix,suffix,middle,end} to the model's own sentinels, or turn FIM off "
+        "with data.format.fim_rate=0 for a model trained without it."
+    )
+
+
 def fim_tokens(tokenizer, fim_cfg) -> FimTokens:
-    """Resolve the configured sentinel strings to single token ids, or refuse."""
+    """Resolve the configured sentinel strings to single token ids, detect them when `fim_cfg`
+    is None, or refuse."""
+    names = _detect(tokenizer) if fim_cfg is None else {r: fim_cfg.get(r) for r in ROLES}
     ids = {}
-    for role in ("prefix", "suffix", "middle", "end"):
-        tok = fim_cfg.get(role) if fim_cfg is not None else None
-        tid = tokenizer.convert_tokens_to_ids(tok) if tok else None
-        if tid is None or tid == tokenizer.unk_token_id:
+    for role in ROLES:
+        tid = _token_id(tokenizer, names[role])
+        if tid is None:
             raise HarnessError(
-                f"the tokenizer has no FIM {role} token {tok!r}. Fix: set model.fim.{role} to the "
-                "model's own sentinel (e.g. <|fim_prefix|> for Qwen2.5-Coder, <fim_prefix> for "
-                "StarCoder), or disable FIM for models trained without it."
+                f"the tokenizer has no FIM {role} token {names[role]!r}. Fix: set model.fim.{role} "
+                "to the model's own sentinel (e.g. <|fim_prefix|> for Qwen2.5-Coder, <fim_prefix> "
+                "for StarCoder), set model.fim=null to detect them, or turn FIM off with "
+                "data.format.fim_rate=0 for a model trained without it."
             )
         ids[role] = tid
     return FimTokens(**ids)
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids of source text, with special-token strings in it treated as plain text."""
+    return tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
 
 
 def sample_holes(content: str, rng: random.Random, n: int, max_middle_lines: int,
@@ -66,20 +105,38 @@ def sample_holes(content: str, rng: random.Random, n: int, max_middle_lines: int
     return sorted(holes, key=lambda h: h.line)
 
 
-def fim_prompt_ids(tokenizer, toks: FimTokens, prefix: str, suffix: str, budget: int) -> list[int]:
-    """PSM prompt `<pre>prefix<suf>suffix<mid>`, trimming far context to fit `budget` tokens."""
-    pre = tokenizer(prefix, add_special_tokens=False)["input_ids"]
-    suf = tokenizer(suffix, add_special_tokens=False)["input_ids"]
+def fim_prompt_ids(tokenizer, toks: FimTokens, prefix: str, suffix: str, budget: int,
+                   spm: bool = False) -> list[int]:
+    """The prompt the model continues with the middle, trimming far context to fit `budget`.
+
+    PSM: `<pre>prefix<suf>suffix<mid>`. SPM (the StarCoder / Personal Copilot variant):
+    `<pre><suf>suffix<mid>prefix`, so the middle directly continues the prefix.
+    """
+    pre, suf = encode(tokenizer, prefix), encode(tokenizer, suffix)
     room = max(0, budget - 3)
     keep_suf = min(len(suf), room // 2 if len(pre) > room // 2 else room - len(pre))
     keep_pre = min(len(pre), room - keep_suf)
-    return [toks.prefix, *pre[len(pre) - keep_pre:], toks.suffix, *suf[:keep_suf], toks.middle]
+    pre, suf = pre[len(pre) - keep_pre:], suf[:keep_suf]
+    if spm:
+        return [toks.prefix, toks.suffix, *suf, toks.middle, *pre]
+    return [toks.prefix, *pre, toks.suffix, *suf, toks.middle]
 
 
-def tokenize_fim(tokenizer, toks: FimTokens, hole: Hole, max_length: int) -> dict | None:
-    """Training example: the PSM prompt, then the middle and the end token (the only loss)."""
-    mid = tokenizer(hole.middle, add_special_tokens=False)["input_ids"] + [toks.end]
+def tokenize_fim(tokenizer, toks: FimTokens, hole: Hole, max_length: int,
+                 spm: bool = False) -> dict | None:
+    """Training example: the prompt, then the middle and the end token (the only loss).
+    None when the middle alone does not fit `max_length`."""
+    mid = [*encode(tokenizer, hole.middle), toks.end]
     if len(mid) >= max_length - 3:
         return None
-    prompt = fim_prompt_ids(tokenizer, toks, hole.prefix, hole.suffix, max_length - len(mid))
+    prompt = fim_prompt_ids(tokenizer, toks, hole.prefix, hole.suffix, max_length - len(mid), spm)
     return {"input_ids": prompt + mid, "assistant_masks": [0] * len(prompt) + [1] * len(mid)}
+
+
+def tokenize_code(tokenizer, hole: Hole, max_length: int) -> dict | None:
+    """Left-to-right example over the same window (the non-FIM share of `fim_rate`): every
+    token is supervised, as in ordinary causal-LM training on code."""
+    ids = encode(tokenizer, hole.prefix + hole.middle + hole.suffix)[:max_length]
+    if len(ids) < 2:
+        return None
+    return {"input_ids": ids, "assistant_masks": [1] * len(ids)}

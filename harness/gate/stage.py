@@ -1,9 +1,13 @@
-"""The gate stage: frozen thresholds + eval samples → `verdict.json` (deploy / no-deploy).
+"""The gate stage: frozen thresholds + eval samples → `verdict.json` (deploy / no-deploy /
+inconclusive).
 
-Every check pairs base and candidate per item (the same problem, hole or change request),
-reports both values, the difference with a paired bootstrap CI (and McNemar's exact test for
-pass/fail metrics), and a status: pass, warn, fail, or missing when the eval produced no data
-for it. Deploy only when every check passes or warns and the thresholds are the frozen ones.
+Every check pairs base and candidate per item (the same problem, hole or change request) and
+applies the declared rule (harness/gate/rules.py) to the paired statistics. `verdict.json`
+carries every number behind the decision: per check the means, the difference and its CI,
+the relative gain where the rule uses it, McNemar's test for pass/fail metrics, the items
+without a partner, the status and the reason; plus the frozen rule, its hash and time, and
+anything that makes the thresholds untrustworthy. `harness gate` exits with
+rules.EXIT_CODES[decision]: 0 deploy, 3 no-deploy, 4 inconclusive (2: bad input).
 """
 
 from __future__ import annotations
@@ -13,28 +17,26 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from harness.errors import HarnessError
-from harness.gate.stats import mcnemar_exact, paired_bootstrap_ci
-from harness.gate.thresholds import current, thresholds_path
-from harness.io import atomic_write_json, read_json, read_jsonl
+from harness.gate.rules import EXIT_CODES, decide, evaluate_check, validate
+from harness.gate.thresholds import load_frozen
+from harness.io import atomic_write_json, read_jsonl
 from harness.stages import require_output
 
 log = logging.getLogger(__name__)
-RULES = ("max_drop", "min_gain", "min_rel_gain")
+MODELS = ("base", "candidate")
 
 
-def paired_values(samples: Path, metric: str) -> tuple[list[float], list[float]]:
-    """Per-item values of `metric` for base and candidate, on the items both have."""
+def paired_values(samples: Path, metric: str) -> tuple[list[float], list[float], dict[str, int]]:
+    """Per-item values of `metric` for base and candidate on the items both have, and how many
+    items only one of them has (e.g. a judge reply that stayed unreadable for one model)."""
     task, _, field = metric.partition(".")
-    if task == "judge":
-        files, key = "judge_scores", None
-    else:
-        files, key = task, {"pass@1": "passed"}.get(field, field)
-    values: dict[str, dict[str, float]] = {}
-    for label in ("base", "candidate"):
+    files, key = ("judge_scores", None) if task == "judge" else (task, {"pass@1": "passed"}.get(field, field))
+    # With n samples per item (sampling, pass@k) an item's value is the mean over its samples.
+    samples_of: dict[str, dict[str, list[float]]] = {}
+    for label in MODELS:
         path = samples / f"{files}.{label}.jsonl"
         if not path.exists():
-            return [], []
+            return [], [], {}
         for r in read_jsonl(path):
             if key is None:  # judge rows: one per (item, criterion)
                 if r["criterion"] != field:
@@ -43,62 +45,45 @@ def paired_values(samples: Path, metric: str) -> tuple[list[float], list[float]]
             else:
                 v = r.get(key)
             if v is not None:
-                values.setdefault(r["item_id"], {})[label] = float(v)
+                samples_of.setdefault(r["item_id"], {}).setdefault(label, []).append(float(v))
+    values = {i: {lb: sum(vs) / len(vs) for lb, vs in by.items()} for i, by in samples_of.items()}
     items = sorted(i for i, v in values.items() if len(v) == 2)
-    return [values[i]["base"] for i in items], [values[i]["candidate"] for i in items]
-
-
-def evaluate_check(name: str, check: dict, base: list[float], cand: list[float], boot: dict) -> dict:
-    if check["rule"] not in RULES:
-        raise HarnessError(f"gate.checks.{name}.rule={check['rule']!r}: expected one of {RULES}.")
-    row = {"name": name, **check, "n": len(base)}
-    if not base:
-        return {**row, "status": "missing", "reason": "no paired samples for this metric"}
-    b, c = sum(base) / len(base), sum(cand) / len(cand)
-    delta = c - b
-    lo, hi = paired_bootstrap_ci(base, cand, boot["samples"], boot["confidence"], boot["seed"])
-    row.update(base=b, candidate=c, delta=delta, ci=[lo, hi], confidence=boot["confidence"])
-    if set(base) | set(cand) <= {0.0, 1.0}:
-        row["mcnemar"] = mcnemar_exact([x == 1 for x in base], [x == 1 for x in cand])
-    if check["rule"] == "max_drop":
-        status = "fail" if delta < -check["fail"] else "warn" if delta < -check.get("warn", check["fail"]) else "pass"
-    elif check["rule"] == "min_gain":
-        status = "pass" if delta >= check["fail"] else "fail"
-    else:
-        rel = delta / b if b else (float("inf") if delta > 0 else 0.0)
-        row["relative_gain"] = rel
-        status = "pass" if rel >= check["fail"] else "fail"
-    return {**row, "status": status}
+    unpaired = {f"{label}_only": sum(1 for v in values.values() if set(v) == {label})
+                for label in MODELS}
+    return [values[i]["base"] for i in items], [values[i]["candidate"] for i in items], unpaired
 
 
 def run(cfg: DictConfig, out: Path) -> dict:
     samples = require_output(cfg, "eval") / "samples"
-    path = thresholds_path(cfg)
-    if not path.exists():
-        raise HarnessError(f"no frozen thresholds at {path}: they are written when eval starts. "
-                           "Fix: run `harness eval` for this run first.")
-    frozen = read_json(path)
-    changed = current(cfg)["sha256"] != frozen["sha256"]
-    if changed:
-        log.warning("conf/gate changed since eval started; judging with the frozen thresholds")
+    frozen, flags = load_frozen(cfg)
     gate = frozen["gate"]
-    checks = [evaluate_check(name, dict(check), *paired_values(samples, check["metric"]),
-                             gate["bootstrap"])
-              for name, check in gate["checks"].items()]
-    ok = all(c["status"] in ("pass", "warn") for c in checks) and not changed
+    validate(gate)
+    for flag in flags:
+        log.warning("%s; judging with the frozen thresholds, and the decision is no-deploy", flag)
+    checks = []
+    for name, check in gate["checks"].items():
+        base, cand, unpaired = paired_values(samples, check["metric"])
+        checks.append({**evaluate_check(name, dict(check), base, cand, gate), "unpaired": unpaired})
+    decision, reasons = decide(checks, gate, flags)
     verdict = {
-        "decision": "deploy" if ok else "no-deploy",
+        "decision": decision,
+        "exit_code": EXIT_CODES[decision],
+        "reasons": reasons,
         "checks": checks,
+        "bootstrap": gate["bootstrap"],
+        "decision_rule": gate["decision"],
         "thresholds_sha256": frozen["sha256"],
         "thresholds_frozen_at": frozen["frozen_at"],
-        "thresholds_changed_after_eval": changed,
+        "thresholds_changed_after_eval": bool(flags),
+        "threshold_flags": flags,
     }
     atomic_write_json(out / "verdict.json", verdict)
     for c in checks:
-        log.info("gate %-22s %-8s base=%s candidate=%s", c["name"], c["status"],
-                 _fmt(c.get("base")), _fmt(c.get("candidate")))
-    log.info("decision: %s", verdict["decision"])
-    return {"verdict": verdict["decision"], "checks": {c["name"]: c["status"] for c in checks}}
+        log.info("gate %-22s %-12s base=%s candidate=%s  %s", c["name"], c["status"],
+                 _fmt(c.get("base")), _fmt(c.get("candidate")), c["reason"])
+    log.info("decision: %s%s → %s", decision, f" ({'; '.join(reasons)})" if reasons else "",
+             out.parent / "gate" / "verdict.json")
+    return {"verdict": decision, "checks": {c["name"]: c["status"] for c in checks}}
 
 
 def _fmt(x: float | None) -> str:

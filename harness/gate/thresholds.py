@@ -1,5 +1,7 @@
 """Thresholds are declared before eval: the eval stage freezes `conf/gate` into the run dir,
-with its hash and time, and the gate judges with that frozen copy only."""
+with its hash and time, and the gate judges with that frozen copy only. A config changed
+after the freeze, or a frozen file edited by hand, is reported in the verdict and blocks
+deploy."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.errors import HarnessError
+from harness.gate.rules import validate
 from harness.io import atomic_write_json, read_json, stable_hash
 
 log = logging.getLogger(__name__)
@@ -24,11 +28,37 @@ def current(cfg: DictConfig) -> dict:
 
 
 def freeze_thresholds(cfg: DictConfig) -> dict:
-    """Write the thresholds once per run; later calls keep the first copy."""
+    """Validate and write the thresholds once per run; later calls keep the first copy."""
     path = thresholds_path(cfg)
     if path.exists():
         return read_json(path)
     frozen = {**current(cfg), "frozen_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+    validate(frozen["gate"])  # a gate that cannot be applied should stop eval, not follow it
     atomic_write_json(path, frozen)
     log.info("gate thresholds frozen (sha256 %s…) → %s", frozen["sha256"][:12], path)
     return frozen
+
+
+def load_frozen(cfg: DictConfig) -> tuple[dict, list[str]]:
+    """The frozen thresholds, and what makes them untrustworthy: edits to the frozen file, and
+    every setting whose current value differs from the frozen one."""
+    path = thresholds_path(cfg)
+    if not path.exists():
+        raise HarnessError(f"no frozen thresholds at {path}: they are written when eval starts. "
+                           "Fix: run `harness eval` for this run first.")
+    frozen = read_json(path)
+    flags = []
+    if stable_hash(frozen["gate"]) != frozen["sha256"]:
+        flags.append(f"{path} was edited after it was frozen (its content no longer matches "
+                     f"its sha256)")
+    now = current(cfg)["gate"]
+    flags += [f"gate.{key} changed after eval: frozen {old!r}, now {new!r}"
+              for key, old, new in _differences(frozen["gate"], now)]
+    return frozen, flags
+
+
+def _differences(old: object, new: object, prefix: str = "") -> list[tuple[str, object, object]]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k), new.get(k), f"{prefix}.{k}" if prefix else str(k))]
+    return [] if old == new else [(prefix, old, new)]

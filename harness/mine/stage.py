@@ -1,186 +1,399 @@
-"""The mine stage: git history → `records.jsonl` + `mine_stats.json`.
+"""The mine stage: git history (+ GitHub pull requests) → `records.jsonl` + `mine_stats.json`.
 
-Commits are read with PyDriller (message, author, per-file diffs read once per commit),
-filtered cheaply, split by time (the newest `test_fraction` of surviving commits is the test
-split; nothing dated at or after the cutoff is trained on), and turned into records:
+1. Validate the repository (repo.py) and list the commits to mine: HEAD's history plus the
+   pre-squash iterations in fetched `refs/pull/*/head`.
+2. Per commit, in worker processes (worker.py), cached by sha (cache.py): cheap filters on one
+   streaming `git log --numstat` pass, then diffs, redaction and signatures for survivors only.
+3. Pull requests and review comments from the GitHub API or an export (github.py, reviews.py).
+4. Across commits: reverted commits become negatives (`negatives.jsonl`, never trained on),
+   exact dedup, the temporal split, FIM and docstring sources at the cutoff (sources.py),
+   near dedup across the split boundary, decontamination against HumanEval/MBPP, the
+   per-author cap.
 
-- `commit`: instruction = commit message, response = the unified diff.
-- `fim_source`: a source file for fill-in-the-middle. Train: every matching file in the tree
-  at the last commit before the cutoff. Test: files changed by test commits, with the line
-  numbers those commits added (held-out holes are cut there, so their text was never trained on).
+Record kinds: commit, pr, review_fix, docstring (instruction → response) and fim_source.
+`mine_stats.json` counts, per source, what came in, what every filter dropped and what was kept.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import functools
 import logging
 import math
-from collections import Counter
+import multiprocessing
+import os
+import subprocess
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, write_jsonl
-from harness.mine.filters import bot_reason, message_reason, path_skipped, size_reason
-from harness.mine.repo import repo_name, resolve_rev, shared_clone
+from harness.io import atomic_write_json, sha256_file, stable_hash, write_jsonl
+from harness.mine import dedup, github, sources, worker
+from harness.mine.cache import CommitCache
+from harness.mine.diffs import open_repo
+from harness.mine.repo import git, github_slug, inspect
+from harness.mine.reviews import github_records
+from harness.mine.scan import GIT_SAFE
+from harness.mine.secrets import Redactor
+from harness.mine.worker import KEYS, blob_chunk, mine_chunk
 
 log = logging.getLogger(__name__)
+CHANGE_KINDS = ("commit", "pr", "review_fix")
+KIND_ORDER = (*CHANGE_KINDS, "docstring")
 
 
-def author_id(email: str) -> str:
-    """Stable pseudonym: records carry no e-mail addresses."""
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
+def options(cfg: DictConfig) -> dict:
+    from harness.eval.benchmarks import SHA256
+
+    return {**OmegaConf.to_container(cfg.data.mine, resolve=True), "benchmarks": SHA256}
 
 
-def _record_id(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+def _lines(repo: Path, *args: str) -> list[str]:
+    res = git(repo, *GIT_SAFE, *args)
+    if res.returncode != 0:
+        raise HarnessError(f"`git {args[0]}` failed in {repo}: {res.stderr.strip()}")
+    return res.stdout.split()
 
 
-def _unified_diff(files: list[Any]) -> str:
-    chunks = []
-    for mf in files:
-        old, new = mf.old_path or "/dev/null", mf.new_path or "/dev/null"
-        a = f"a/{old}" if mf.old_path else old
-        b = f"b/{new}" if mf.new_path else new
-        chunks.append(f"--- {a}\n+++ {b}\n{mf.diff.rstrip()}\n")
-    return "".join(chunks)
+class _Clock:
+    """Seconds per phase, for the log."""
+
+    def __init__(self) -> None:
+        self.t, self.laps = time.perf_counter(), {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self.t, 2)
+        self.t = now
 
 
-def mine_commits(clone: Path, head: str, mcfg: DictConfig, name: str) -> tuple[list[dict], list[tuple[str, str]], Counter]:
-    """Walk history oldest → newest; return kept commit records, every (sha, date), drop counts."""
-    from pydriller import Repository
+class Stats:
+    """Counts per source: what came in, what each filter dropped (in order), what was kept."""
 
-    drops: Counter = Counter()
-    kept: list[dict] = []
-    timeline: list[tuple[str, str]] = []
-    for c in tqdm(Repository(str(clone), to_commit=head).traverse_commits(), desc="mining commits", unit="commit"):
-        date = c.committer_date.isoformat()
-        timeline.append((c.hash, date))
-        if mcfg.skip_merges and c.merge:
-            drops["merge"] += 1
-            continue
-        reason = bot_reason(c.author.name or "", c.author.email or "", c.msg, mcfg.bot_patterns) \
-            or message_reason(c.msg, mcfg.min_message_chars)
-        if reason:
-            drops[reason] += 1
-            continue
-        files = [mf for mf in c.modified_files  # one `git diff` per commit: read it once
-                 if mf.diff and not path_skipped(mf.new_path or mf.old_path, mcfg.skip_paths)]
-        if not files:
-            drops["no_text_changes"] += 1
-            continue
-        added = sum(mf.added_lines for mf in files)
-        deleted = sum(mf.deleted_lines for mf in files)
-        reason = size_reason(added + deleted, len(files), mcfg.min_changed_lines,
-                             mcfg.max_changed_lines, mcfg.max_files)
-        if reason:
-            drops[reason] += 1
-            continue
-        kept.append({
-            "id": _record_id("commit", c.hash),
-            "kind": "commit",
-            "repo": name,
-            "shas": [c.hash],
-            "authored_at": c.author_date.isoformat(),
-            "committed_at": date,
-            "author_id": author_id(c.author.email or ""),
-            "instruction": c.msg.strip(),
-            "response": _unified_diff(files),
-            "files": [mf.new_path or mf.old_path for mf in files],
-            "added": added,
-            "deleted": deleted,
-            "redactions": [],
-            # kept for the FIM test sources, dropped before writing
-            "_fim": [(mf.new_path, mf.source_code, [n for n, _ in mf.diff_parsed["added"]])
-                     for mf in files if mf.new_path and mf.source_code is not None],
-        })
-    return kept, timeline, drops
+    def __init__(self) -> None:
+        self.sources: dict[str, dict] = defaultdict(lambda: {"in": 0, "dropped": Counter()})
+        self.dropped: Counter = Counter()
+
+    def seen(self, kind: str, n: int = 1) -> None:
+        self.sources[kind]["in"] += n
+
+    def drop(self, kind: str, reason: str, n: int = 1) -> None:
+        if n:
+            self.sources[kind]["dropped"][reason] += n
+            self.dropped[reason] += n
+
+    def report(self, kept: list[dict]) -> dict:
+        out = Counter(r["kind"] for r in kept)
+        return {k: {"in": v["in"], "dropped": dict(v["dropped"]), "out": out.get(k, 0)}
+                for k, v in sorted(self.sources.items())}
 
 
-def split_by_time(commits: list[dict], test_fraction: float) -> str | None:
-    """Label records train/test in place; return the cutoff date (first test commit's date)."""
-    commits.sort(key=lambda r: r["committed_at"])
-    n_test = min(len(commits) - 1, max(1, math.floor(test_fraction * len(commits)))) if len(commits) > 1 else 0
-    cutoff = commits[-n_test]["committed_at"] if n_test else None
-    for r in commits:
-        r["split"] = "test" if cutoff and r["committed_at"] >= cutoff else "train"
-    return cutoff
+def _parallel(fn, repo: Path, batches: list[list], o: dict, desc: str, unit: str) -> Iterator[list]:
+    """Run `fn(repo, batch, o)` over the batches, in worker processes when there is more than
+    one batch; yield each batch's results as it completes, with a progress bar."""
+    workers = min(len(batches), int(o["workers"]) or os.cpu_count() or 1)
+    with tqdm(total=sum(map(len, batches)), desc=desc, unit=unit, disable=not batches) as bar:
+        if workers <= 1:
+            for batch in batches:
+                yield fn(str(repo), batch, o)
+                bar.update(len(batch))
+            return
+        # fork: workers start in milliseconds with everything imported (the benchmark index
+        # included), and never re-run the caller's __main__ as spawn/forkserver would
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {pool.submit(fn, str(repo), b, o): len(b) for b in batches}
+            for f in as_completed(futures):
+                yield f.result()
+                bar.update(futures[f])
 
 
-def _fim_ok(path: str, mcfg: DictConfig) -> bool:
-    return path.endswith(tuple(mcfg.fim_extensions)) and not path_skipped(path, mcfg.skip_paths)
+def _batches(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), max(1, size))]
 
 
-def train_fim_sources(clone: Path, sha: str, mcfg: DictConfig, name: str, date: str) -> list[dict]:
-    """Every matching file in the tree at `sha` (the last commit before the cutoff)."""
-    import git
+def _mine_commits(repo: Path, shas: list[str], o: dict, boundary: set[str],
+                  cache: CommitCache | None) -> tuple[dict[str, dict], int]:
+    """Every commit's result, from the cache or mined now in parallel; (results, reused)."""
+    results = cache.get(shas) if cache else {}
+    reused = len(results)
+    todo = [s for s in shas if s not in results]
+    batches = _batches(todo, int(o["chunk_size"]))
+    log.info("%d commits: %d from the cache, %d to mine in %d batch(es)", len(shas), reused,
+             len(todo), len(batches))
+    fn = functools.partial(mine_chunk, boundary=boundary)
+    for batch in _parallel(fn, repo, batches, o, "mining commits", "commit"):
+        results.update((r["sha"], r) for r in batch)
+        if cache:
+            cache.put(batch)  # committed per batch: a crash loses only the batches in flight
+    return results, reused
 
-    out = []
-    tree = git.Repo(clone).commit(sha).tree
-    for blob in tree.traverse():
-        if blob.type != "blob" or not _fim_ok(blob.path, mcfg) or blob.size > mcfg.fim_max_file_bytes:
-            continue
-        data = blob.data_stream.read()
-        if b"\0" in data:
-            continue
+
+def _pull_commits(repo: Path, pulls: dict[int, str], head: str) -> dict[str, int]:
+    """sha → PR number for commits only reachable from fetched refs/pull/<n>/head (one git
+    process: `--source` names the ref each commit was reached from)."""
+    if not pulls:
+        return {}
+    stdin = "".join(f"refs/pull/{n}/head\n" for n in sorted(pulls)) + f"^{head}\n"
+    res = subprocess.run(["git", "-C", str(repo), *GIT_SAFE, "log", "--stdin", "--source",
+                          "--format=%H %S"], input=stdin, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise HarnessError(f"`git log` of the pull-request refs failed in {repo}: {res.stderr.strip()}")
+    out = {}
+    for line in res.stdout.splitlines():
+        sha, ref = line.split(" ", 1)
+        out[sha] = int(ref.split("/")[2])
+    return out
+
+
+def _cutoff(records: list[dict], o: dict) -> str | None:
+    """Test = records committed at or after the cutoff: a date, or the newest fraction."""
+    if o.get("test_cutoff"):
         try:
-            content = data.decode("utf-8")
-        except UnicodeDecodeError:
+            when = datetime.fromisoformat(str(o["test_cutoff"]))
+        except ValueError as e:
+            raise HarnessError(f"data.mine.test_cutoff={o['test_cutoff']!r} is not an ISO date. "
+                               "Fix: use e.g. 2024-06-01 or 2024-06-01T12:00:00+00:00.") from e
+        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
+    dates = sorted(r["committed_at"] for r in records if r["kind"] == "commit")
+    if len(dates) < 2:
+        return None
+    n_test = min(len(dates) - 1, max(1, math.floor(o["test_fraction"] * len(dates))))
+    return dates[-n_test]
+
+
+def _author_cap(records: list[dict], share: float, stats: Stats) -> list[dict]:
+    """No author contributes more than `share` of the train change records (a repository with
+    one author is left alone: there is no one else to balance)."""
+    pool = [r for r in records if r["split"] == "train" and r["kind"] in CHANGE_KINDS]
+    by_author = defaultdict(list)
+    for r in pool:
+        by_author[r["author_id"]].append(r)
+    if share >= 1 or len(by_author) < 2:
+        return records
+    limit = max(1, math.ceil(share * len(pool)))
+    dropped = set()
+    for rs in by_author.values():
+        for r in sorted(rs, key=lambda r: r["id"])[limit:]:  # id order: a stable random sample
+            dropped.add(r["id"])
+            stats.drop(r["kind"], "author_cap")
+    return [r for r in records if r["id"] not in dropped]
+
+
+def _blob_data(repo: Path, items: list[tuple[str, str, list[int] | None]], o: dict,
+               cache: CommitCache | None) -> list[dict | None]:
+    """Derived data of each (path, blob, added lines or None for train), cached."""
+    keys = [f"blob:{b}:{Path(p).suffix}:{stable_hash(a)[:12]}" for p, b, a in items]
+    hits = cache.get(keys) if cache else {}
+    todo = list({k: (k, p, b, a) for k, (p, b, a) in zip(keys, items, strict=True) if k not in hits}.values())
+    # whole files are few but heavy (parse, redact, sign): spread them over the workers
+    size = max(16, math.ceil(len(todo) / (int(o["workers"]) or os.cpu_count() or 1)))
+    for batch in _parallel(blob_chunk, repo, _batches(todo, size), o, "reading files", "file"):
+        hits.update((r["sha"], r) for r in batch)
+        if cache:
+            cache.put(batch)
+    return [hits[k]["data"] for k in keys]
+
+
+def _github(cfg: DictConfig, o: dict, repo, name: str, head: str, cache: CommitCache | None,
+            redactor: Redactor, stats: Stats) -> tuple[list[dict], dict]:
+    g = o["github"]
+    if not (g["api"] or g["export"]):
+        return [], {}
+    if g["export"]:
+        bundles, info = github.load_export(g["export"], redactor), {"export": str(g["export"])}
+    else:
+        slug = g["repo"] or github_slug(cfg.data.repo)
+        if not slug:
+            raise HarnessError("data.mine.github.api=true but the repository's origin is not on "
+                               "GitHub. Fix: set data.mine.github.repo=owner/name.")
+        client = github.GitHubClient(
+            g["api_url"], github.token_from_env(g["token_env"]),
+            Path(cfg.cache_dir).expanduser() / "mine" / "github" / f"{slug.replace('/', '__')}.jsonl",
+            g["max_wait_s"], g["timeout_s"], redactor)
+        bundles = github.fetch_bundles(client, slug, head, g["max_prs"])
+        info = {"repo": slug, "api_calls": client.calls}
+    key = stable_hash([[b["pull"]["number"], b] for b in bundles])
+    hit = cache.get([f"github:{key}"]) if cache else {}
+    if hit:
+        records, drops = hit[f"github:{key}"]["records"], hit[f"github:{key}"]["drops"]
+    else:
+        records, counters = github_records(bundles, repo, name, o, redactor, worker.bench())
+        drops = {k: dict(v) for k, v in counters.items()}
+        if cache:
+            cache.put([{"sha": f"github:{key}", "records": records, "drops": drops}])
+    for kind, d in drops.items():
+        stats.seen(kind, d.pop("in", 0))
+        for reason, n in d.items():
+            stats.drop(kind, reason, n)
+    return records, {**info, "pull_requests": len(bundles)}
+
+
+def _commit_records(results: dict[str, dict], shas: list[str], pulls: dict[str, int], name: str,
+                    stats: Stats) -> tuple[list[dict], list[dict]]:
+    """(records, negatives) of the mined commits; reverted commits become negatives."""
+    reverts = {r["target"]: r["sha"] for r in results.values() if r["kind"] == "revert"}
+    records, negatives = [], []
+    for sha in shas:
+        r = results[sha]
+        stats.seen(r["kind"])
+        for reason, n in r["files_dropped"].items():
+            stats.drop("files", reason, n)
+        if r["drop"]:
+            stats.drop(r["kind"], r["drop"])
             continue
-        out.append({"id": _record_id("fim", sha, blob.path), "kind": "fim_source", "repo": name,
-                    "shas": [sha], "committed_at": date, "path": blob.path, "content": content,
-                    "split": "train", "redactions": []})
-    return out
+        for rec in r["records"]:
+            rec = {**rec, "repo": name, "pr": rec["pr"] or pulls.get(sha)}
+            if sha in pulls and rec["kind"] != "review_fix":
+                stats.drop(rec["kind"], "pr_branch_commit")  # its change is in the merged PR
+            elif sha in reverts and reverts[sha] not in reverts:  # reverted, and not re-landed
+                negatives.append({**rec, "negative": True, "reverted_by": reverts[sha]})
+                stats.drop(rec["kind"], "reverted")
+            else:
+                records.append(rec)
+    return records, negatives
 
 
-def test_fim_sources(test_commits: list[dict], mcfg: DictConfig) -> list[dict]:
+def _file_sources(repo: Path, info, results: dict, records: list[dict], cutoff: str | None,
+                  o: dict, cache: CommitCache | None) -> tuple[list[dict], str]:
+    """FIM and docstring records: the train tree at the last mainline commit before the cutoff,
+    and the files test commits changed; (records, the train tree's commit)."""
+    mainline = _lines(repo, "rev-list", "--first-parent", "--reverse", info.head)
+    before = [s for s in mainline if s in results and (cutoff is None or results[s]["committed_at"] < cutoff)]
+    fim_sha = before[-1] if before else mainline[0]
+    train = sources.tree_blobs(open_repo(repo), fim_sha, o)
+    # one held-out FIM file per path: the newest test commit's version, holes at its lines
+    newest = {path: (r, path, blob, added)
+              for r in sorted(records, key=lambda r: r["committed_at"])
+              if r["split"] == "test" and r["kind"] == "commit"
+              for path, blob, added in results[r["shas"][0]]["fim"] if sources.fim_ok(path, o)}
+    test = list(newest.values())
+    data = _blob_data(repo, [(p, b, None) for p, b in train] + [(p, b, a) for _, p, b, a in test],
+                      o, cache)
     out = []
-    for r in test_commits:
-        for path, content, added in r["_fim"]:
-            if _fim_ok(path, mcfg) and added and len(content.encode()) <= mcfg.fim_max_file_bytes:
-                out.append({"id": _record_id("fim", r["shas"][0], path), "kind": "fim_source",
-                            "repo": r["repo"], "shas": r["shas"], "committed_at": r["committed_at"],
-                            "path": path, "content": content, "added_lines": added,
-                            "split": "test", "redactions": []})
-    return out
+    for (path, _), d in zip(train, data, strict=False):
+        if d is not None:
+            out += sources.file_records(path, fim_sha, results[fim_sha]["committed_at"], "train",
+                                        d, info.name)
+    for (r, path, _, added), d in zip(test, data[len(train):], strict=True):
+        if d is not None:
+            out += sources.file_records(path, r["shas"][0], r["committed_at"], "test", d,
+                                        info.name, added)
+    return out, fim_sha
+
+
+def _select(records: list[dict], files: list[dict], o: dict, stats: Stats) -> tuple[list[dict], Counter]:
+    """Exact and near dedup (train first, so test never repeats train), decontamination and
+    the author cap; (kept records, contamination counts per benchmark)."""
+    fim = [f for f in files if f["kind"] == "fim_source"]
+    # a file of a line or two has no context to fill in from (an __init__ docstring)
+    short = [f for f in fim if sum(1 for line in f["content"].split("\n") if line.strip())
+             < o["fim_min_lines"]]
+    short_ids = {f["id"] for f in short}
+    fim, dups = dedup.exact_dedup([f for f in fim if f["id"] not in short_ids])
+    dropped = [(r, "too_short") for r in short] + [(r, "exact_duplicate") for r in dups]
+    # oldest first; on a tie the richer source wins (a commit over the docstring pair of the
+    # function it added, dated at the same tree)
+    pairs = sorted(records + [f for f in files if f["kind"] == "docstring"],
+                   key=lambda r: (r["split"] != "train", r["committed_at"],
+                                  KIND_ORDER.index(r["kind"]), r["id"]))
+    pairs, dups = dedup.exact_dedup(pairs)
+    dropped += [(r, "exact_duplicate") for r in dups]
+    pairs, near = dedup.near_dedup(pairs, o["dedup"]["threshold"], o["dedup"]["num_perm"])
+    dropped += near
+    kept = [r for r in pairs + fim if not r.get("_contaminated")]
+    dirty = [r for r in pairs + fim if r.get("_contaminated")]
+    dropped += [(r, "contaminated") for r in dirty]
+    for r, reason in dropped:
+        stats.drop(r["kind"], reason)
+    kept = _author_cap(kept, o["max_author_share"], stats)
+    return kept, Counter(r["_contaminated"].split("/")[0] for r in dirty)
 
 
 def run(cfg: DictConfig, out: Path) -> dict:
-    mcfg = cfg.data.mine
-    head = resolve_rev(cfg.data.repo, cfg.data.rev)
-    name = repo_name(cfg.data.repo)
-    log.info("mining %s (%s) at %s", name, cfg.data.repo, head[:12])
-    with shared_clone(cfg.data.repo) as clone:
-        commits, timeline, drops = mine_commits(clone, head, mcfg, name)
-        cutoff = split_by_time(commits, mcfg.test_fraction)
-        before = [(sha, d) for sha, d in timeline if cutoff is None or d < cutoff]
-        fim_sha, fim_date = before[-1] if before else timeline[0]
-        fim = train_fim_sources(clone, fim_sha, mcfg, name, fim_date)
-    fim += test_fim_sources([r for r in commits if r["split"] == "test"], mcfg)
-    for r in commits:
-        del r["_fim"]
-    records = commits + fim
+    o = options(cfg)
+    info = inspect(cfg.data.repo, cfg.data.rev, o["pull_refs"], o["allow_shallow"])
+    repo = Path(cfg.data.repo).expanduser().resolve()
+    log.info("mining %s (%s) at %s", info.name, repo, info.head[:12])
+    cache = (CommitCache(Path(cfg.cache_dir).expanduser() / "mine" / "commits.sqlite",
+                         stable_hash({k: o[k] for k in KEYS})) if o["cache"] else None)
+    redactor, stats, clock = Redactor(), Stats(), _Clock()
+    with contextlib.closing(cache) if cache else contextlib.nullcontext():
+        pulls = _pull_commits(repo, info.pull_heads, info.head)
+        shas = _lines(repo, "rev-list", "--reverse", "--date-order", info.head, *info.pull_heads.values())
+        worker.load_benchmarks(o)  # before the workers fork: they inherit the index
+        results, reused = _mine_commits(repo, shas, o, set(info.shallow_boundary), cache)
+        records, negatives = _commit_records(results, shas, pulls, info.name, stats)
+        clock.lap("commits")
+
+        gh_records, gh_info = _github(cfg, o, open_repo(repo), info.name, info.head, cache,
+                                      redactor, stats)
+        api_prs = {r["pr"] for r in gh_records if r["kind"] == "pr"}
+        superseded = {r["id"] for r in records if r["kind"] == "pr" and r["pr"] in api_prs}
+        stats.drop("pr", "superseded_by_api", len(superseded))
+        records = [r for r in records if r["id"] not in superseded] + gh_records
+        clock.lap("github")
+
+        # exact duplicates go before the split, so the newest fraction counts distinct changes
+        records, dups = dedup.exact_dedup(sorted(records, key=lambda r: (r["committed_at"], r["id"])))
+        for r in dups:
+            stats.drop(r["kind"], "exact_duplicate")
+        cutoff = _cutoff(records, o)
+        for r in [*records, *negatives]:
+            r["split"] = "test" if cutoff and r["committed_at"] >= cutoff else "train"
+        files, fim_sha = _file_sources(repo, info, results, records, cutoff, o, cache)
+        for f in files:
+            stats.seen(f["kind"])
+        clock.lap("files")
+        records, contamination = _select(records, files, o, stats)
+        clock.lap("dedup")
+
     if not records:
         raise HarnessError(
-            f"nothing survived mining {cfg.data.repo} ({len(timeline)} commits; dropped: "
-            f"{dict(drops)}). Fix: loosen data.mine (e.g. data.mine.min_changed_lines, "
+            f"nothing survived mining {cfg.data.repo} ({len(shas)} commits; dropped: "
+            f"{dict(stats.dropped)}). Fix: loosen data.mine (e.g. data.mine.min_changed_lines, "
             f"data.mine.max_changed_lines) or mine a repository with more history."
         )
+    # records written with a redacted secret, per secret type
+    secrets = Counter(kind for r in [*records, *negatives] for kind in r["redactions"])
+    records.sort(key=lambda r: (r["split"], r["committed_at"], r["kind"], r["id"]))
     count = Counter((r["kind"], r["split"]) for r in records)
-    stats = {
-        "repo": name, "head": head, "commits_seen": len(timeline), "dropped": dict(drops),
-        "cutoff": cutoff, "fim_tree_sha": fim_sha,
+    files_dropped = dict(stats.sources.pop("files", {"dropped": {}})["dropped"])
+    stats.dropped -= Counter(files_dropped)
+    summary = {
+        "repo": info.name, "head": info.head, "commits_seen": len(shas), "cutoff": cutoff,
+        "fim_tree_sha": fim_sha, "dropped": dict(stats.dropped), "sources": stats.report(records),
+        "files_dropped": files_dropped, "secrets_redacted": dict(secrets),
+        "decontaminated": dict(contamination), "negatives": len(negatives),
+        "cache": {"commits_reused": reused, "commits_mined": len(shas) - reused},
+        "github": gh_info or None,
         "kept": {f"{k}/{s}": n for (k, s), n in sorted(count.items())},
     }
-    write_jsonl(out / "records.jsonl", records)
-    atomic_write_json(out / "mine_stats.json", stats)
-    log.info("mined %d records (%s); dropped %s", len(records), stats["kept"], dict(drops))
-    return stats
+    write_jsonl(out / "records.jsonl", (_public(r) for r in records))
+    write_jsonl(out / "negatives.jsonl", (_public(r) for r in negatives))
+    atomic_write_json(out / "mine_stats.json", summary)
+    clock.lap("write")
+    log.info("mined %d records (%s) and %d negatives → %s; dropped %s; seconds: %s", len(records),
+             summary["kept"], len(negatives), out, dict(stats.dropped), clock.laps)
+    return summary
+
+
+def _public(record: dict) -> dict:
+    return {k: v for k, v in record.items() if not k.startswith("_")}
 
 
 def fingerprint_inputs(cfg: DictConfig) -> dict:
-    """What makes a previous mine output stale: the commit mined (plus data.mine settings)."""
-    return {"head": resolve_rev(cfg.data.repo, cfg.data.rev), "repo": str(Path(cfg.data.repo).resolve())}
+    """What makes a previous mine output stale besides data.mine: the commits mined, the
+    fetched pull-request heads, and the export file's content."""
+    o = options(cfg)
+    info = inspect(cfg.data.repo, cfg.data.rev, o["pull_refs"], allow_shallow=True, announce=False)
+    export = o["github"]["export"]
+    return {"head": info.head, "repo": str(Path(cfg.data.repo).expanduser().resolve()),
+            "pulls": stable_hash(sorted(info.pull_heads.items())),
+            "export": sha256_file(Path(export).expanduser()) if export and Path(export).expanduser().is_file() else export}

@@ -162,3 +162,10 @@ def build_tiny_model(cache_dir: str | Path, **overrides: Any) -> Path:
         raise
     log.info("tiny model ready at %s", target)
     return target
+
+
+def build_from_cfg(cfg) -> str:
+    """`harness build-tiny`: the tiny model directory for the configured settings."""
+    from omegaconf import OmegaConf
+
+    return str(build_tiny_model(cfg.cache_dir, **OmegaConf.to_container(cfg.model.get("tiny") or {})))

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException
 
 from harness.errors import HarnessError
 from harness.models.load import load_model, load_tokenizer
+from harness.serve.postprocess import Cursor, clean
 
 DEFAULT_FIM = {"prefix": "<|fim_prefix|>", "suffix": "<|fim_suffix|>",
                "middle": "<|fim_middle|>", "end": "<|endoftext|>"}
@@ -77,6 +78,7 @@ class CompletionRequest(_Request):
     prompt: str | list[str]
     suffix: str | None = None
     echo: bool = False
+    postprocess: bool | None = None  # code-completion clean-up (null: the server's default)
 
 
 @dataclass
@@ -150,8 +152,10 @@ class _Engine:
     @torch.inference_mode()
     def generate(self, ids: list[int], max_tokens: int, temperature: float, top_p: float,
                  seed: int | None, stop: list[str], stop_ids: set[int],
-                 top_logprobs: int | None = None) -> Generation:
-        """Decode token by token (KV-cached) until a stop token, a stop string or max_tokens.
+                 top_logprobs: int | None = None,
+                 until: Callable[[str], bool] | None = None) -> Generation:
+        """Decode token by token (KV-cached) until a stop token, a stop string, max_tokens or
+        `until(text)` says the text is complete.
 
         Stop strings are checked on the decoded text, so they may span tokens; the returned
         text ends before the earliest one, as OpenAI's does.
@@ -180,6 +184,9 @@ class _Engine:
             cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=None)
             if cut is not None:
                 text, finish = text[:cut], "stop"
+                break
+            if until is not None and until(text):
+                finish = "stop"
                 break
             inputs = torch.tensor([[token]], device=self.device)
         n_tokens = len(out) + (token in stop_ids)  # a stop token is generated, so it counts
@@ -269,11 +276,14 @@ def _reply(kind: str, prefix: str, model: str, choice: dict, n_prompt: int,
 
 
 def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_name: str = "base",
-               fim: dict | None = None) -> FastAPI:
+               fim: dict | None = None, postprocess: bool = False) -> FastAPI:
     """Load `model_ref` once (plus `adapters`: name -> adapter dir) and serve it over HTTP.
 
     `fim` overrides the fill-in-the-middle sentinels (prefix, suffix, middle, end) used when a
-    completion request carries a `suffix`; the defaults are Qwen2.5-Coder's.
+    completion request carries a `suffix`; the defaults are Qwen2.5-Coder's. `postprocess`
+    makes the code-completion clean-up (harness/serve/postprocess.py) the default for
+    /v1/completions, as `harness serve` does for editors; a request's own `postprocess` field
+    wins. Off by default: evaluation and the judge need the model's raw output.
     """
     adapters = dict(adapters or {})
     engine = _Engine(model_ref, adapters, served_name)
@@ -341,12 +351,18 @@ def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_na
             prompt = fim["prefix"] + prompt + fim["suffix"] + req.suffix + fim["middle"]
         ids = tok(prompt).input_ids
         stop_ids = engine.eos_ids | ({fim_end} if fim_end is not None else set())
+        cursor = (Cursor.of(prompts[0], req.suffix or "")
+                  if (postprocess if req.postprocess is None else req.postprocess) else None)
         with engine.use(req.model):
             wanted = _max_tokens(req.max_tokens, COMPLETION_MAX_TOKENS)
-            gen = engine.generate(ids, engine.budget(len(ids), wanted), **sampling,
-                                  stop_ids=stop_ids)
-        choice = {"index": 0, "text": gen.text, "logprobs": None,
-                  "finish_reason": gen.finish_reason}
+            gen = engine.generate(
+                ids, engine.budget(len(ids), wanted), **sampling, stop_ids=stop_ids,
+                until=None if cursor is None else lambda t: clean(t, cursor, final=False).ended)
+        text, finish = gen.text, gen.finish_reason
+        if cursor is not None:
+            done = clean(text, cursor)
+            text, finish = done.text, "stop" if done.ended else finish
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
         return _reply("text_completion", "cmpl", req.model, choice, len(ids), gen)
 
     return app

@@ -1,7 +1,9 @@
-"""The train stage: formatted dataset → LoRA adapter + `manifest.json`.
+"""The train stage: formatted dataset → LoRA/QLoRA adapter + `manifest.json`.
 
-Checkpoints go to `<stage>.partial/checkpoints/`, which survives a crash (see
-harness/stages.py), so rerunning the same command resumes from the last checkpoint.
+Every setting comes from `conf/train/` (one config for both backends). Checkpoints go to
+`<stage>.partial/checkpoints/`, which survives a crash (see harness/stages.py), so rerunning
+the same command resumes from the last complete checkpoint and ends at the same final step.
+TensorBoard logs go to `tensorboard/`; W&B / MLflow when `train.report_to` names them.
 """
 
 from __future__ import annotations
@@ -9,15 +11,19 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import platform
+import resource
 import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from harness.io import atomic_write_json, read_json, sha256_tree, write_jsonl
-from harness.models.load import load_tokenizer, resolve_model_path
+from harness.models.load import load_tokenizer
 from harness.stages import require_output
-from harness.train.backends import LOADERS, cuda_available, select_backend
+from harness.train.backends import LOADERS, compute_dtype, cuda_available, gradient_checkpointing
+from harness.train.checkpoints import last_checkpoint
+from harness.train.data import load_train
+from harness.train.preflight import preflight
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +41,25 @@ def library_versions() -> dict[str, str | None]:
     return {"python": platform.python_version(), **{n: version(n) for n in VERSIONED}}
 
 
-def sft_config(cfg: DictConfig, out: Path):
+def peak_memory() -> dict[str, float | None]:
+    """Peak resident memory of this process and, on CUDA, peak GPU memory allocated (MB)."""
+    import torch
+
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda_available() else None
+    return {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_gpu_mb": round(gpu, 1) if gpu is not None else None}
+
+
+def sft_config(cfg: DictConfig, out: Path, report_to: list[str]):
     from trl import SFTConfig
 
     t = cfg.train
     gpu = cuda_available()
     return SFTConfig(
         output_dir=str(out / "checkpoints"),
+        run_name=str(cfg.run_name),
         per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.lr,
         num_train_epochs=t.epochs,
@@ -50,20 +67,23 @@ def sft_config(cfg: DictConfig, out: Path):
         lr_scheduler_type=t.lr_scheduler,
         warmup_steps=t.warmup,
         weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optim,
         logging_steps=t.logging_steps,
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         seed=t.seed,
         data_seed=t.seed,
-        report_to=[] if t.report_to in (None, "none") else [t.report_to],
+        # TensorBoard is attached by `build_trainer` with its directory inside the stage output.
+        report_to=[r for r in report_to if r != "tensorboard"] or "none",
         max_length=t.max_length,
         packing=t.packing,
         # The dataset is pre-tokenized with `assistant_masks` (format stage); TRL folds the
         # mask into labels, so no re-rendering happens here.
         assistant_only_loss=False,
         use_cpu=not gpu,
-        bf16=gpu,
-        gradient_checkpointing=gpu,
+        bf16=gpu and str(compute_dtype()) == "torch.bfloat16",
+        gradient_checkpointing=gradient_checkpointing(t),
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         disable_tqdm=False,
@@ -71,30 +91,37 @@ def sft_config(cfg: DictConfig, out: Path):
 
 
 def build_trainer(cfg: DictConfig, out: Path):
-    """The SFTTrainer for this config, model loaded by the selected backend."""
-    from datasets import load_from_disk
+    """(SFTTrainer, backend, model reference, tokenizer) for this config, after the preflight
+    checks; the model is loaded by the selected backend with the LoRA init seeded."""
+    from transformers import set_seed
     from trl import SFTTrainer
 
-    backend = select_backend(cfg.train.backend)
-    model_ref = resolve_model_path(cfg.model, cfg.cache_dir)
+    backend, model_ref, report_to = preflight(cfg)
     tokenizer = load_tokenizer(model_ref, cfg.model)
-    dataset = load_from_disk(str(require_output(cfg, "format") / "dataset"))
-    dataset = dataset.select_columns(["input_ids", "assistant_masks"])
+    train, held = load_train(require_output(cfg, "format"), cfg.train.max_length)
+    set_seed(cfg.train.seed)  # TRL wraps the model in LoRA before the Trainer seeds anything
     model, peft_config = LOADERS[backend](model_ref, cfg)
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, out), train_dataset=dataset,
-                         processing_class=tokenizer, peft_config=peft_config)
+    trainer = SFTTrainer(model=model, args=sft_config(cfg, out, report_to), train_dataset=train,
+                         eval_dataset=held, processing_class=tokenizer, peft_config=peft_config)
+    if "tensorboard" in report_to:
+        from transformers.integrations import TensorBoardCallback
+
+        tb = TensorBoardCallback()
+        tb.logging_dir = str(out / "tensorboard")
+        trainer.add_callback(tb)
     return trainer, backend, model_ref, tokenizer
 
 
 def run(cfg: DictConfig, out: Path) -> dict:
     t0 = time.time()
     trainer, backend, model_ref, tokenizer = build_trainer(cfg, out)
-    ckpts = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    if ckpts:
-        log.info("resuming from %s", ckpts[-1])
-    log.info("training with backend=%s method=%s on %s", backend, cfg.train.method,
-             "cuda" if cuda_available() else "cpu")
-    result = trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
+    resume = last_checkpoint(out / "checkpoints")
+    log.info("training with backend=%s method=%s on %s%s", backend, cfg.train.method,
+             "cuda" if cuda_available() else "cpu", f", resuming from {resume}" if resume else "")
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
+    if not trainer.is_world_process_zero():  # multi-GPU: rank 0 alone writes the outputs
+        return {"global_step": trainer.state.global_step, "rank": trainer.args.process_index}
     adapter = out / "adapter"
     trainer.model.save_pretrained(str(adapter))
     tokenizer.save_pretrained(str(adapter))
@@ -102,29 +129,36 @@ def run(cfg: DictConfig, out: Path) -> dict:
     write_jsonl(out / "train_log.jsonl", history)
     losses = [h["loss"] for h in history if "loss" in h]
     card = read_json(require_output(cfg, "format") / "dataset_card.json")
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     manifest = {
         "base_model": model_ref,
+        "base_model_id": cfg.model.get("name_or_path") or "tiny",
         "base_model_revision": cfg.model.get("revision"),
+        "base_model_commit": getattr(trainer.model.config, "_commit_hash", None),
         "tokenizer_hash": card["tokenizer_hash"],
         "template_hash": card["template_hash"],
+        "chat_template": card.get("chat_template"),
         "dataset_hash": card["content_hash"],
+        "eval_dataset_hash": (card.get("eval") or {}).get("content_hash"),
         "backend": backend,
         "method": cfg.train.method,
+        "device": "cuda" if cuda_available() else "cpu",
         "seed": cfg.train.seed,
-        "config": resolved,
+        "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": library_versions(),
         "adapter_sha256": sha256_tree(adapter),
         "global_step": trainer.state.global_step,
-        "resumed_from": ckpts[-1].name if ckpts else None,
+        "resumed_from": resume.name if resume else None,
         "tokens_seen": int(trainer.state.num_input_tokens_seen or 0),
+        "train_seconds": result.metrics.get("train_runtime"),
+        **peak_memory(),
         "train_loss": result.training_loss,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
+        "eval_loss": eval_loss,
         "wall_seconds": round(time.time() - t0, 2),
     }
     atomic_write_json(out / "manifest.json", manifest)
-    log.info("adapter → %s (loss %.3f → %.3f, %d steps)", adapter, manifest["first_loss"] or 0,
-             manifest["last_loss"] or 0, manifest["global_step"])
+    log.info("adapter → %s (%d steps, logged loss %s → %s, eval loss %s)", adapter,
+             manifest["global_step"], manifest["first_loss"], manifest["last_loss"], eval_loss)
     return {k: manifest[k] for k in ("backend", "method", "global_step", "first_loss",
-                                     "last_loss", "tokens_seen", "adapter_sha256")}
+                                     "last_loss", "eval_loss", "tokens_seen", "adapter_sha256")}

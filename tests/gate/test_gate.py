@@ -1,30 +1,33 @@
-"""The gate on eval samples written the way the eval stage writes them."""
+"""The gate stage on eval samples written the way the eval stage writes them."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from conftest import make_cfg
 
-from harness.gate.stats import mcnemar_exact, paired_bootstrap_ci
+from harness.errors import HarnessError
 from harness.gate.thresholds import freeze_thresholds
-from harness.io import atomic_write_json, write_jsonl
+from harness.io import atomic_write_json, read_json, write_jsonl
 from harness.stages import run_stage
 
+SAME = ([1, 0] * 50, [1, 0] * 50)
 
-def write_eval(run_dir, passed: dict[str, tuple[list[int], list[int]]], fim=([0] * 10, [1] * 10),
-               judge=([2.0] * 4, [3.0] * 4)):
+
+def write_eval(run_dir, humaneval=SAME, mbpp=SAME, fim=([0] * 100, [1] * 10 + [0] * 90),
+               judge=([3.0] * 20, [4.0] * 20)):
+    """Per-sample files for each task; `None` leaves a task out."""
     samples = run_dir / "eval" / "samples"
-    for task, (base, cand) in passed.items():
-        for label, vals in (("base", base), ("candidate", cand)):
+    for task, values, key in (("humaneval", humaneval, "passed"), ("mbpp", mbpp, "passed"),
+                              ("fim", fim, "exact_match")):
+        for label, vals in zip(("base", "candidate"), values, strict=True) if values else ():
             write_jsonl(samples / f"{task}.{label}.jsonl",
-                        [{"item_id": f"{task}/{i}", "passed": bool(v)} for i, v in enumerate(vals)])
-    for label, vals in zip(("base", "candidate"), fim, strict=True):
-        write_jsonl(samples / f"fim.{label}.jsonl",
-                    [{"item_id": f"h{i}", "exact_match": float(v)} for i, v in enumerate(vals)])
+                        [{"item_id": f"{task}/{i}", key: v} for i, v in enumerate(vals)])
     for label, vals in zip(("base", "candidate"), judge, strict=True):
         write_jsonl(samples / f"judge_scores.{label}.jsonl",
-                    [{"item_id": f"c{i}", "criterion": "convention_adherence", "score": v,
-                      "weighted_score": None} for i, v in enumerate(vals)])
+                    [{"item_id": f"c{i}", "criterion": c, "score": v, "weighted_score": None}
+                     for i, v in enumerate(vals) for c in ("correctness", "convention_adherence")])
     atomic_write_json(run_dir / "eval" / "stage.json", {"fingerprint": "eval-fp", "summary": {}})
 
 
@@ -35,50 +38,78 @@ def cfg(tmp_path):
     return cfg
 
 
+def verdict_of(tmp_path) -> dict:
+    return read_json(tmp_path / "run" / "gate" / "verdict.json")
+
+
 def test_no_regression_and_real_gains_deploy(cfg, tmp_path):
-    write_eval(tmp_path / "run", {"humaneval": ([1, 0] * 50, [1, 0] * 50), "mbpp": ([1] * 100, [1] * 99 + [0])})
-    summary = run_stage(cfg, "gate")
-    assert summary == {"verdict": "deploy", "checks": {
+    write_eval(tmp_path / "run")
+    assert run_stage(cfg, "gate") == {"verdict": "deploy", "checks": {
         "humaneval": "pass", "mbpp": "pass", "fim": "pass", "convention_adherence": "pass"}}
+    verdict = verdict_of(tmp_path)
+    assert verdict["exit_code"] == 0 and verdict["reasons"] == []
+    judge = next(c for c in verdict["checks"] if c["name"] == "convention_adherence")
+    assert judge["n"] == 20 and judge["relative_gain"] == pytest.approx(1 / 3)
+    assert judge["unpaired"] == {"base_only": 0, "candidate_only": 0}
+    assert verdict["decision_rule"] == {"min_items": 10, "on_inconclusive": "hold"}
 
 
 def test_a_forgetting_drop_beyond_the_threshold_fails_the_gate(cfg, tmp_path):
-    base = [1] * 60 + [0] * 40
-    cand = [1] * 50 + [0] * 50  # -10 points
-    write_eval(tmp_path / "run", {"humaneval": (base, cand), "mbpp": ([1] * 10, [1] * 10)})
-    from harness.io import read_json
-
+    write_eval(tmp_path / "run", humaneval=([1] * 70 + [0] * 30, [1] * 55 + [0] * 45))
     assert run_stage(cfg, "gate")["verdict"] == "no-deploy"
-    check = next(c for c in read_json(tmp_path / "run" / "gate" / "verdict.json")["checks"]
-                 if c["name"] == "humaneval")
-    assert check["status"] == "fail" and check["delta"] == pytest.approx(-0.10)
-    assert check["ci"][0] < -0.10 < check["ci"][1] or check["ci"][1] <= 0
-    assert check["mcnemar"] == {"base_only": 10, "candidate_only": 0, "p_value": pytest.approx(0.001953125)}
+    verdict = verdict_of(tmp_path)
+    check = next(c for c in verdict["checks"] if c["name"] == "humaneval")
+    assert check["status"] == "fail" and check["delta"] == pytest.approx(-0.15)
+    assert check["ci"][1] < -0.05 and check["margin"] == -0.05
+    assert check["mcnemar"]["base_only"] == 15 and check["mcnemar"]["candidate_only"] == 0
+    assert verdict["exit_code"] == 3 and verdict["reasons"] == ["fail: humaneval"]
 
 
 def test_a_small_drop_warns_but_deploys(cfg, tmp_path):
-    write_eval(tmp_path / "run", {"humaneval": ([1] * 100, [1] * 97 + [0] * 3), "mbpp": ([1] * 10, [1] * 10)})
+    write_eval(tmp_path / "run", mbpp=([1] * 500, [1] * 485 + [0] * 15))
     summary = run_stage(cfg, "gate")
-    assert summary["checks"]["humaneval"] == "warn" and summary["verdict"] == "deploy"
+    assert summary["checks"]["mbpp"] == "warn" and summary["verdict"] == "deploy"
 
 
-def test_missing_metrics_and_changed_thresholds_block_deploy(cfg, tmp_path):
-    write_eval(tmp_path / "run", {"humaneval": ([1] * 10, [1] * 10)})
-    assert run_stage(cfg, "gate")["checks"]["mbpp"] == "missing"
+def test_too_little_evidence_holds_the_deploy(cfg, tmp_path):
+    write_eval(tmp_path / "run", humaneval=([1] * 20, [1] * 18 + [0] * 2))
+    assert run_stage(cfg, "gate")["verdict"] == "inconclusive"
+    verdict = verdict_of(tmp_path)
+    assert verdict["exit_code"] == 4 and verdict["reasons"] == ["inconclusive: humaneval"]
+
+
+def test_missing_metrics_and_unpaired_items_are_reported(cfg, tmp_path):
+    write_eval(tmp_path / "run", mbpp=None, judge=([3.0] * 20, [4.0] * 18))
+    summary = run_stage(cfg, "gate")
+    assert summary["checks"]["mbpp"] == "missing" and summary["verdict"] == "no-deploy"
+    judge = next(c for c in verdict_of(tmp_path)["checks"] if c["name"] == "convention_adherence")
+    assert judge["n"] == 18 and judge["unpaired"] == {"base_only": 2, "candidate_only": 0}
+
+
+def test_thresholds_changed_after_eval_are_flagged_and_block_deploy(cfg, tmp_path):
+    write_eval(tmp_path / "run")
     looser = make_cfg(tmp_path / "run", overrides=["gate.checks.mbpp.fail=0.5"])
-    write_eval(tmp_path / "run", {"humaneval": ([1] * 10, [1] * 10), "mbpp": ([1] * 10, [1] * 10)})
-    from harness.io import read_json
-
     assert run_stage(looser, "gate")["verdict"] == "no-deploy"
-    verdict = read_json(tmp_path / "run" / "gate" / "verdict.json")
+    verdict = verdict_of(tmp_path)
     assert verdict["thresholds_changed_after_eval"] is True
-    assert next(c for c in verdict["checks"] if c["name"] == "mbpp")["fail"] == 0.05  # the frozen one
+    assert verdict["threshold_flags"] == [
+        "gate.checks.mbpp.fail changed after eval: frozen 0.05, now 0.5"]
+    assert next(c for c in verdict["checks"] if c["name"] == "mbpp")["fail"] == 0.05  # frozen
 
 
-def test_paired_statistics():
-    lo, hi = paired_bootstrap_ci([0.0] * 50, [1.0] * 50)
-    assert lo == hi == 1.0
-    lo, hi = paired_bootstrap_ci([0, 1] * 50, [1, 0] * 50)
-    assert lo < 0 < hi
-    assert mcnemar_exact([True, True, False], [True, False, True]) == {
-        "base_only": 1, "candidate_only": 1, "p_value": 1.0}
+def test_a_hand_edited_frozen_file_is_detected(cfg, tmp_path):
+    write_eval(tmp_path / "run")
+    path = tmp_path / "run" / "thresholds.json"
+    frozen = json.loads(path.read_text())
+    frozen["gate"]["checks"]["humaneval"]["fail"] = 0.5
+    path.write_text(json.dumps(frozen))
+    assert run_stage(cfg, "gate")["verdict"] == "no-deploy"
+    flags = verdict_of(tmp_path)["threshold_flags"]
+    assert any("edited after it was frozen" in f for f in flags)
+
+
+def test_an_invalid_gate_is_refused_when_eval_freezes_it(tmp_path):
+    bad = make_cfg(tmp_path / "run", overrides=["gate.checks.fim.rule=at_least"])
+    with pytest.raises(HarnessError, match=r"gate\.checks\.fim\.rule"):
+        freeze_thresholds(bad)
+    assert not (tmp_path / "run" / "thresholds.json").exists()

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from harness.serve.app import ServerThread, create_app
+from harness.serve.postprocess import Cursor, clean
 
 CHAT = [{"role": "user", "content": "Write a function that adds two numbers."}]
 
@@ -142,3 +143,36 @@ def test_adapters_are_selected_by_name(client):
     assert differ(base, lora1) and differ(base, lora2) and differ(lora1, lora2)
     assert not differ(_first_token_logprobs(client, "base"), base)  # adapters disabled again
     assert not differ(_first_token_logprobs(client, "lora1"), lora1)
+
+
+def _base_weights(server) -> dict[str, tuple[int, int, float]]:
+    model = server.app.state.engine.model
+    return {n: (id(p), p.data_ptr(), float(p.detach().double().sum()))
+            for n, p in model.named_parameters() if "lora_" not in n}
+
+
+def test_switching_adapters_per_request_keeps_the_same_base_weights(client, server):
+    before = _base_weights(server)
+    outputs = {name: _first_token_logprobs(client, name)
+               for name in ("lora1", "base", "lora2", "lora1", "base")}
+    # the same tensors, at the same addresses, with the same values: nothing was reloaded,
+    # copied or merged into the base to serve an adapter
+    assert _base_weights(server) == before
+    assert outputs["base"] != outputs["lora1"] != outputs["lora2"]
+
+
+def test_completions_are_cleaned_up_and_stop_early(client):
+    prefix, suffix = "def scale(values, k):\n    ", "\n    return result\n\n\ndef other():\n"
+    changed = 0
+    for seed in range(6):
+        settings = {"model": "lora1", "prompt": prefix, "suffix": suffix, "max_tokens": 24,
+                    "temperature": 1.0, "seed": seed}
+        raw = client.completions.create(**settings)  # raw by default: what eval needs
+        done = client.completions.create(**settings, extra_body={"postprocess": True})
+        expected = clean(raw.choices[0].text, Cursor.of(prefix, suffix))
+        assert done.choices[0].text == expected.text
+        assert done.usage.completion_tokens <= raw.usage.completion_tokens
+        if expected.ended:
+            assert done.choices[0].finish_reason == "stop"
+        changed += expected.text != raw.choices[0].text
+    assert changed  # the random model's text does hit the rules

@@ -1,0 +1,118 @@
+"""One engine per model label, built from ``eval.engine`` with identical settings for both.
+
+- ``hf``: transformers batched generation; the candidate is the base with the adapter merged.
+- ``vllm``: one vLLM engine; the candidate is the same engine with the LoRA applied per request.
+- ``openai``: any OpenAI-compatible completions endpoint (``eval.openai.base_url``, model names
+  per label); with no base_url, a loopback ``harness serve`` app over the base model and the
+  adapter is started for the duration, so the path works offline.
+
+Engines are created on first use, so a resumed eval whose results are all on disk loads no
+model, and ``release`` frees a label's model before the next one loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import HarnessError
+from harness.eval.generate import Engine, HFEngine
+from harness.models.load import load_model
+
+log = logging.getLogger(__name__)
+ENGINES = ("hf", "vllm", "openai")
+
+
+def engine_settings(e: DictConfig) -> dict:
+    """What both models share, for metrics.json (known before any engine exists)."""
+    if e.engine not in ENGINES:
+        raise HarnessError(f"eval.engine={e.engine!r}: expected one of {ENGINES}.")
+    settings = {"engine": e.engine, "batch_size": e.batch_size, "max_new_tokens": e.max_new_tokens}
+    if e.engine == "openai":
+        settings.update(base_url=e.openai.base_url or "loopback harness serve",
+                        models=OmegaConf.to_container(e.openai.models), max_stop=e.openai.max_stop)
+    return settings
+
+
+class EnginePool(contextlib.AbstractContextManager):
+    """The engines of both labels for one eval, and whatever they hold (a loopback server)."""
+
+    def __init__(self, cfg: DictConfig, model_ref: str, adapter: str, tokenizer):
+        self.cfg, self.e = cfg, cfg.eval
+        self.model_ref, self.adapter, self.tokenizer = model_ref, adapter, tokenizer
+        self._engines: dict[str, Engine] = {}
+        self._stack = contextlib.ExitStack()
+        self._llm = None
+        self._base_url: str | None = None
+        engine_settings(self.e)  # validate before any work
+
+    def get(self, label: str) -> Engine:
+        if label not in self._engines:
+            self._engines[label] = self._make(label)
+        return self._engines[label]
+
+    def lazy(self, label: str) -> Engine:
+        """`label`'s engine, created when it first generates (not at all if nothing is to do)."""
+        return _Lazy(self, label)
+
+    def release(self, label: str) -> None:
+        """Free `label`'s weights (hf loads one model per label)."""
+        if self._engines.pop(label, None) is not None:
+            gc.collect()
+
+    def __exit__(self, *exc_info) -> None:
+        self._engines.clear()
+        self._llm = None
+        self._stack.close()
+        gc.collect()
+
+    def _make(self, label: str) -> Engine:
+        e, adapter = self.e, (self.adapter if label == "candidate" else None)
+        log.info("eval: %s engine for the %s model", e.engine, label)
+        if e.engine == "hf":
+            model = load_model(self.model_ref, self.cfg.model, adapter=adapter)
+            return HFEngine(model, self.tokenizer, e.batch_size, e.max_new_tokens)
+        if e.engine == "vllm":
+            from harness.eval.vllm_engine import VLLMEngine, load_llm
+
+            if self._llm is None:
+                self._llm = load_llm(self.model_ref, e.batch_size, e.vllm.max_lora_rank, e.seed,
+                                     **OmegaConf.to_container(e.vllm.llm_kwargs or {}))
+            return VLLMEngine(self._llm, adapter, e.batch_size, e.max_new_tokens)
+        from harness.eval.openai_engine import OpenAIEngine
+
+        o = e.openai
+        return OpenAIEngine(self._endpoint(), o.models[label], self.tokenizer,
+                            concurrency=e.batch_size, max_new_tokens=e.max_new_tokens,
+                            api_key_env=o.api_key_env, timeout_s=o.timeout_s,
+                            max_retries=o.max_retries, max_stop=o.max_stop)
+
+    def _endpoint(self) -> str:
+        """The configured base URL, or a loopback server started once for both labels."""
+        if self.e.openai.base_url:
+            return str(self.e.openai.base_url)
+        if self._base_url is None:
+            from harness.serve.app import ServerThread, create_app
+
+            models = self.e.openai.models
+            fim = self.cfg.model.fim
+            app = create_app(self.model_ref, adapters={models.candidate: self.adapter},
+                             served_name=models.base,
+                             fim=OmegaConf.to_container(fim, resolve=True) if fim else None)
+            server = self._stack.enter_context(ServerThread(app))
+            self._base_url = server.base_url
+            log.info("eval: loopback completions server (base + adapter) at %s", self._base_url)
+        return self._base_url
+
+
+class _Lazy:
+    """Stands in for a label's engine until it first generates."""
+
+    def __init__(self, pool: EnginePool, label: str):
+        self.pool, self.label, self.name = pool, label, pool.e.engine
+
+    def generate(self, *args, **kwargs):
+        return self.pool.get(self.label).generate(*args, **kwargs)

@@ -1,0 +1,118 @@
+"""The declared decision rule: how a check's paired statistics become a status, and how the
+statuses become a decision. The rule's settings live in conf/gate and are frozen with the
+thresholds before eval, so nobody can pick the rule after seeing the numbers.
+
+Each check compares a two-sided bootstrap CI (at `bootstrap.confidence`) of a candidate-vs-base
+statistic with the check's margin L:
+
+    rule          statistic                      L
+    max_drop      mean(cand) - mean(base)        -fail   may lose at most `fail`
+    min_gain      mean(cand) - mean(base)        +fail   must gain at least `fail`
+    min_rel_gain  mean(cand) / mean(base) - 1    +fail   must gain at least `fail` x base
+
+    pass          CI lower bound >= L (confident the requirement holds)
+    fail          CI upper bound <  L (confident it does not)
+    inconclusive  the CI contains L, or fewer than `decision.min_items` paired items
+    warn          a max_drop pass whose point estimate drops by more than `warn` (deploys)
+    missing       the eval produced no paired items for the metric
+
+For forgetting checks this is a non-inferiority test, for gains a superiority-by-margin test,
+each one-sided at (1 - confidence) / 2. McNemar's exact p-value is reported for pass/fail
+metrics but is not part of the rule: it tests for any difference, not for the margin.
+
+Decision: no-deploy if any check fails or is missing (or the thresholds changed after eval);
+otherwise inconclusive checks act as `decision.on_inconclusive` says (hold: the decision is
+"inconclusive"); otherwise deploy.
+"""
+
+from __future__ import annotations
+
+from harness.errors import HarnessError
+from harness.gate.stats import mcnemar_exact, paired_bootstrap, relative_gain
+
+RULES = ("max_drop", "min_gain", "min_rel_gain")
+ON_INCONCLUSIVE = ("hold", "deploy", "no-deploy")
+# `harness gate` exit codes, for deploy pipelines; 2 is a bad input (HarnessError).
+EXIT_CODES = {"deploy": 0, "no-deploy": 3, "inconclusive": 4}
+
+
+def _fail(key: str, value: object, expected: str) -> HarnessError:
+    return HarnessError(f"gate.{key}={value!r}: expected {expected}. Fix it in conf/gate/ (or on "
+                        f"the command line) before eval starts: the thresholds are frozen then.")
+
+
+def validate(gate: dict) -> None:
+    """Refuse a gate config the rule cannot apply, naming the key."""
+    def number(key: str, value: object, low: float, high: float | None = None) -> None:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= low
+        if not ok or (high is not None and value > high):
+            raise _fail(key, value, f"a number in [{low}, {high if high is not None else 'inf'}]")
+
+    if not isinstance(gate.get("checks"), dict) or not gate["checks"]:
+        raise _fail("checks", gate.get("checks"), "a mapping of named checks")
+    for name, check in gate["checks"].items():
+        if not isinstance(check, dict) or "." not in str(check.get("metric", "")):
+            raise _fail(f"checks.{name}.metric", (check or {}).get("metric"),
+                        "<task>.<field>, e.g. humaneval.pass@1 or judge.convention_adherence")
+        if check.get("rule") not in RULES:
+            raise _fail(f"checks.{name}.rule", check.get("rule"), f"one of {RULES}")
+        number(f"checks.{name}.fail", check.get("fail"), 0)
+        if "warn" in check:
+            if check["rule"] != "max_drop":
+                raise _fail(f"checks.{name}.warn", check["warn"], "no warn band (only max_drop has one)")
+            number(f"checks.{name}.warn", check["warn"], 0, check["fail"])
+    boot, decision = gate.get("bootstrap") or {}, gate.get("decision") or {}
+    number("bootstrap.samples", boot.get("samples"), 100)
+    number("bootstrap.confidence", boot.get("confidence"), 0.5, 0.999)
+    number("bootstrap.seed", boot.get("seed"), 0)
+    number("decision.min_items", decision.get("min_items"), 1)
+    if decision.get("on_inconclusive") not in ON_INCONCLUSIVE:
+        raise _fail("decision.on_inconclusive", decision.get("on_inconclusive"),
+                    f"one of {ON_INCONCLUSIVE}")
+
+
+def evaluate_check(name: str, check: dict, base: list[float], cand: list[float], gate: dict) -> dict:
+    """One check's numbers and status under the declared rule (see the module docstring)."""
+    rule, boot = check["rule"], gate["bootstrap"]
+    margin = -check["fail"] if rule == "max_drop" else check["fail"]
+    statistic = "relative_gain" if rule == "min_rel_gain" else "difference"
+    row = {"name": name, **check, "n": len(base), "statistic": statistic, "margin": margin,
+           "confidence": boot["confidence"]}
+    if not base:
+        return {**row, "status": "missing",
+                "reason": f"no paired items for {check['metric']}: the eval produced none"}
+    b, c = sum(base) / len(base), sum(cand) / len(cand)
+    cis = paired_bootstrap(base, cand, boot["samples"], boot["confidence"], boot["seed"])
+    row.update(base=b, candidate=c, delta=c - b, ci=list(cis["difference"]))
+    if statistic == "relative_gain":
+        row.update(relative_gain=float(relative_gain(c, b)), relative_gain_ci=list(cis[statistic]))
+    if set(base) | set(cand) <= {0.0, 1.0}:
+        row["mcnemar"] = mcnemar_exact([x == 1 for x in base], [x == 1 for x in cand])
+    lo, hi = cis[statistic]
+    where = f"the {boot['confidence']:.0%} CI [{lo:.4g}, {hi:.4g}] of the {statistic.replace('_', ' ')}"
+    if len(base) < gate["decision"]["min_items"]:
+        status, reason = "inconclusive", (f"only {len(base)} paired items (fewer than "
+                                          f"decision.min_items={gate['decision']['min_items']})")
+    elif lo >= margin:
+        status, reason = "pass", f"{where} lies at or above {margin:g}"
+        if rule == "max_drop" and "warn" in check and c - b < -check["warn"]:
+            status, reason = "warn", f"{reason}, but the point estimate drops by more than {check['warn']:g}"
+    elif hi < margin:
+        status, reason = "fail", f"{where} lies below {margin:g}"
+    else:
+        status, reason = "inconclusive", f"{where} contains {margin:g}: too few items to tell"
+    return {**row, "status": status, "reason": reason}
+
+
+def decide(checks: list[dict], gate: dict, flags: list[str]) -> tuple[str, list[str]]:
+    """The run's decision and the reasons for anything short of deploy. `flags` are problems
+    found outside the checks (e.g. thresholds changed after eval); any flag means no-deploy."""
+    by_status = {s: [c["name"] for c in checks if c["status"] == s]
+                 for s in ("fail", "missing", "inconclusive")}
+    reasons = list(flags) + [f"{s}: {', '.join(names)}" for s, names in by_status.items() if names]
+    if flags or by_status["fail"] or by_status["missing"]:
+        return "no-deploy", reasons
+    if by_status["inconclusive"]:
+        on = gate["decision"]["on_inconclusive"]
+        return ("inconclusive" if on == "hold" else on), reasons
+    return "deploy", reasons

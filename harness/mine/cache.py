@@ -1,0 +1,51 @@
+"""Per-commit mining results, kept between runs so re-mining does only new work.
+
+A commit's result depends only on its sha (which fixes its content), the settings that shape
+per-commit work (`worker.KEYS`) and the miner's code, so results are stored in SQLite under
+`<cache_dir>/mine/commits.sqlite`, keyed by (hash of settings and code, sha): editing the
+miner can never serve results the new code would not produce. A run on a repository with a
+few new commits mines only those; a crash loses only the batches that were in flight (every
+finished batch is committed at once). Stored text is already redacted: no secret is cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def code_version() -> str:
+    """Hash of the miner's source files."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class CommitCache:
+    def __init__(self, path: Path, key: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.key = f"{code_version()}:{key}"
+        self.db = sqlite3.connect(str(path), timeout=60)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # a cache: a crash may lose the last batch
+        self.db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT, sha TEXT, data BLOB, "
+                        "PRIMARY KEY (key, sha)) WITHOUT ROWID")
+
+    def get(self, shas: Iterable[str]) -> dict[str, dict]:
+        wanted = set(shas)
+        rows = self.db.execute("SELECT sha, data FROM results WHERE key = ?", (self.key,))
+        return {sha: json.loads(zlib.decompress(data)) for sha, data in rows if sha in wanted}
+
+    def put(self, results: Iterable[dict]) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
+                [(self.key, r["sha"], zlib.compress(json.dumps(r).encode(), 1)) for r in results])
+
+    def close(self) -> None:
+        self.db.close()

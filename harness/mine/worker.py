@@ -1,0 +1,274 @@
+"""Mine one batch of commits end to end, in a worker process.
+
+Cheap signals first: the streaming `git log --numstat` pass (scan.py) classifies and filters
+every commit of the batch; only the survivors get a blob-size check (one `git cat-file
+--batch-check`) and then their patches (diffs.py, one `git diff-tree --stdin`); secrets are
+redacted and MinHash signatures computed here too, so all per-commit work runs in parallel
+and its result can be cached by commit sha (cache.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from collections import Counter
+from typing import Any
+
+from harness.mine import dedup
+from harness.mine.diffs import modified_files, open_repo
+from harness.mine.filters import (
+    bot_reason,
+    classify,
+    content_reason,
+    file_reason,
+    message_reason,
+    size_reason,
+)
+from harness.mine.records import FileDiff, author_id, build, record_id, unified_diff
+from harness.mine.scan import CommitMeta, FileStat, scan
+from harness.mine.secrets import Redactor
+
+# Settings a commit's result depends on (their hash keys the per-commit cache).
+KEYS = ("skip_merges", "bot_patterns", "min_message_chars", "skip_paths", "min_changed_lines",
+        "max_changed_lines", "max_files", "max_file_bytes", "max_line_chars", "fim_extensions",
+        "context_lines", "fit_tokens", "chars_per_token", "pr", "review", "dedup", "benchmarks")
+
+HEAVY_BYTES = 100_000
+_STATE: dict[str, Any] = {}
+
+
+def _repo(path: str):
+    if _STATE.get("path") != path:
+        _STATE.update(path=path, repo=open_repo(path), redactor=Redactor())
+    return _STATE["repo"], _STATE["redactor"]
+
+
+def load_benchmarks(o: dict) -> None:
+    """Index the benchmarks for decontamination once per process (workers inherit it)."""
+    d = o["dedup"]
+    key = (d["ngram"], d["contamination_threshold"], d["decontaminate"])
+    if _STATE.get("bench_key") != key:
+        _STATE["bench"] = (dedup.Benchmarks(d["ngram"], d["contamination_threshold"])
+                           if d["decontaminate"] else None)
+        _STATE["bench_key"] = key
+
+
+def _blob_sizes(repo: str, blobs: set[str]) -> dict[str, int]:
+    if not blobs:
+        return {}
+    res = subprocess.run(["git", "-C", repo, "cat-file", "--batch-check=%(objectname) %(objectsize)"],
+                         input="".join(b + "\n" for b in blobs).encode(), capture_output=True)
+    sizes = {}
+    for line in res.stdout.decode().splitlines():
+        sha, _, size = line.partition(" ")
+        if size.isdigit():
+            sizes[sha] = int(size)
+    return sizes
+
+
+def _limits(kind: str, o: dict) -> tuple[int, int]:
+    if kind == "review_fix":
+        return o["review"]["min_changed_lines"], o["review"]["max_changed_lines"]
+    if kind == "pr":
+        return o["min_changed_lines"], o["pr"]["max_changed_lines"]
+    return o["min_changed_lines"], o["max_changed_lines"]
+
+
+def _cheap(c: CommitMeta, o: dict, boundary: set[str], res: dict) -> list[FileStat] | None:
+    """Classify `c` and apply every filter the streaming pass can decide; kept files or None."""
+    if c.sha in boundary:
+        res["drop"] = "shallow_boundary"
+        return None
+    kind = classify(c.subject, c.message, len(c.parents) > 1)
+    if kind is None:  # a merge that is not a pull request's
+        if o["skip_merges"]:
+            res["drop"] = "merge"
+            return None
+        kind = classify(c.subject, c.message, False)
+    res.update(kind=kind.kind, source=kind.source, pr=kind.pr, target=kind.target)
+    if reason := bot_reason(c.author_name, c.author_email, c.message, o["bot_patterns"]):
+        res["drop"] = reason
+        return None
+    if kind.kind == "revert":
+        res["drop"] = "revert_commit"
+        return None
+    if kind.kind in ("commit", "pr") and (reason := message_reason(c.message, o["min_message_chars"])):
+        res["drop"] = reason
+        return None
+    files = []
+    for f in c.files:
+        if reason := file_reason(f.path, f.new_mode, f.old_mode, f.added, o["skip_paths"]):
+            res["files_dropped"][reason] += 1
+        else:
+            files.append(f)
+    return _size_check(kind.kind, files, o, res)
+
+
+def _size_check(kind: str, files: list, o: dict, res: dict) -> list | None:
+    if not files:
+        res["drop"] = "no_text_changes"
+        return None
+    lo, hi = _limits(kind, o)
+    changed = sum(f.added + f.deleted for f in files)
+    if reason := size_reason(changed, len(files), lo, hi, o["max_files"]):
+        res["drop"] = reason
+        return None
+    return files
+
+
+def _fim_entries(files: list, mfs: dict, o: dict) -> list:
+    out = []
+    for f in files:
+        mf = mfs[f.path]
+        if f.path.endswith(tuple(o["fim_extensions"])) and f.status != "D":
+            added = [n for n, _ in mf.diff_parsed["added"]]
+            if added:
+                out.append([f.path, f.new_blob, added])
+    return out
+
+
+def _read_blobs(repo: str, blobs: set[str]) -> dict[str, bytes]:
+    """Contents of `blobs` from one `git cat-file --batch` (GitPython reads one object per
+    round trip, ~1 ms each here)."""
+    if not blobs:
+        return {}
+    res = subprocess.run(["git", "-C", repo, "cat-file", "--batch"], capture_output=True,
+                         input="".join(b + "\n" for b in blobs).encode())
+    out, data, pos = {}, res.stdout, 0
+    while pos < len(data):
+        end = data.index(b"\n", pos)
+        sha, kind, size = ([*data[pos:end].split(b" "), b"", b""])[:3]
+        if kind == b"missing" or not size:
+            pos = end + 1
+            continue
+        n = int(size)
+        out[sha.decode()] = data[end + 1:end + 1 + n]
+        pos = end + 1 + n + 1
+    return out
+
+
+class _Scrub:
+    """Redacts one commit's texts and remembers the secret types it found."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor, self.found = redactor, []
+
+    def __call__(self, text: str, name: str) -> str:
+        text, kinds = self.redactor.redact(text, name)
+        self.found += kinds
+        return text
+
+
+def _prepare(c: CommitMeta, res: dict, files: list[FileStat], mfs: dict, o: dict,
+             redact: _Scrub) -> tuple[str, list[FileDiff]] | None:
+    """Content checks and redaction of one surviving commit's files; (message, diffs)."""
+    kept = []
+    for f in files:
+        mf = mfs.get(f.path)
+        if mf is None:  # e.g. a mode-only change: no patch text
+            res["files_dropped"]["no_patch"] += 1
+            continue
+        raw = mf._c_diff.diff or b""  # the bytes git wrote, before PyDriller's lossy decode
+        if reason := content_reason(raw if isinstance(raw, bytes) else raw.encode(), o["max_line_chars"]):
+            res["files_dropped"][reason] += 1
+            continue
+        kept.append(f)
+    if _size_check(res["kind"], kept, o, res) is None:
+        return None
+    res["fim"] = _fim_entries(kept, mfs, o)
+    diffs = [FileDiff(f.old_path, f.path if f.status != "D" else None, redact(mfs[f.path].diff, f.path),
+                      f.added, f.deleted, old_blob=f.old_blob if f.status != "A" else None)
+             for f in kept]
+    return redact(c.message, "COMMIT_EDITMSG"), diffs
+
+
+def _wants_context(message: str, diffs: list[FileDiff], o: dict) -> bool:
+    room = o["fit_tokens"] * o["chars_per_token"] - len(message) - len(unified_diff(diffs))
+    return o["context_lines"] > 0 and room > 200
+
+
+def _record(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old: dict[str, bytes],
+            o: dict, redact: _Scrub, bench: dedup.Benchmarks | None) -> dict:
+    for d in diffs:
+        if d.old_blob in old:
+            d.before = lambda b=d.old_blob: old[b].decode("utf-8", "replace")
+    request, context, response = build(res["kind"], res["source"], message, res["target"], diffs,
+                                       int(o["fit_tokens"] * o["chars_per_token"]),
+                                       o["context_lines"], redact)
+    instruction = request + context
+    text = request + "\n" + response  # the change itself; the context is the repository's code
+    sh = dedup.shingles(text, o["dedup"]["ngram"])
+    sig, size = dedup.signature(text, o["dedup"]["num_perm"], o["dedup"]["ngram"], sh)
+    rec = {
+        "id": record_id(res["kind"], c.sha), "kind": res["kind"], "source": res["source"],
+        "pr": res["pr"], "shas": [c.sha], "authored_at": c.authored_at, "committed_at": c.committed_at,
+        "author_id": res["author_id"], "instruction": instruction, "response": response,
+        "files": [d.path for d in diffs], "added": sum(d.added for d in diffs),
+        "deleted": sum(d.deleted for d in diffs), "redactions": [],
+        "_sig": base64.b64encode(sig).decode(), "_size": size,
+        "_contaminated": bench.contained(sh) if bench else None,
+    }
+    dedup.exact_key(rec)
+    return rec
+
+
+def bench() -> dedup.Benchmarks | None:
+    return _STATE.get("bench")
+
+
+def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozenset()) -> list[dict]:
+    """Results for `shas`, one dict per commit (see `stage.py` for how they are combined)."""
+    grepo, redactor = _repo(repo)
+    load_benchmarks(o)
+    results, survivors = [], []
+    for c in scan(repo, shas):
+        res: dict = {"sha": c.sha, "committed_at": c.committed_at, "author_id": author_id(c.author_email),
+                     "drop": None, "kind": "commit", "source": "git:commit", "pr": None,
+                     "target": None, "records": [], "fim": [], "files_dropped": Counter()}
+        results.append(res)
+        files = _cheap(c, o, boundary, res)
+        if files is not None:
+            survivors.append((c, res, files))
+    # the blob-size guard: a 50 MB file is never read, whatever its line count
+    sizes = _blob_sizes(repo, {b for c, _, _ in survivors for f in c.files for b in (f.old_blob, f.new_blob)})
+    size = lambda f: max(sizes.get(f.old_blob, 0), sizes.get(f.new_blob, 0))  # noqa: E731
+    batch, single = [], []
+    for c, res, files in survivors:
+        small = [f for f in files if size(f) <= o["max_file_bytes"]]
+        res["files_dropped"]["file_too_large"] += len(files) - len(small)
+        if _size_check(res["kind"], small, o, res) is None:
+            continue
+        # a big file we skip (a lockfile, a data dump) would weigh down the batch's patch
+        # stream: such commits get their own diff, restricted to the files we keep
+        heavy = any(size(f) > HEAVY_BYTES for f in c.files if f not in small)
+        (single if heavy else batch).append((c, res, small))
+    base = {c.sha: (c.parents[0] if len(c.parents) > 1 else None) for c, _, _ in batch + single}
+    diffs = modified_files(grepo, [(c.sha, base[c.sha]) for c, _, _ in batch])
+    for c, _, files in single:  # commits that also touch files we never read: diff only ours
+        paths = sorted({p for f in files for p in (f.path, f.old_path) if p})
+        diffs.append(modified_files(grepo, [(c.sha, base[c.sha])], paths)[0])
+    prepared = []
+    for (c, res, files), mfs in zip(batch + single, diffs, strict=True):
+        scrub = _Scrub(redactor)
+        ready = _prepare(c, res, files, {mf.new_path or mf.old_path: mf for mf in mfs}, o, scrub)
+        if ready is not None:
+            prepared.append((c, res, *ready, scrub))
+    old = _read_blobs(repo, {d.old_blob for _, _, msg, ds, _ in prepared
+                             if _wants_context(msg, ds, o) for d in ds if d.old_blob})
+    for c, res, message, diffs_, scrub in prepared:
+        rec = _record(c, res, message, diffs_, old, o, scrub, bench())
+        rec["redactions"] = sorted(set(scrub.found))
+        res["records"].append(rec)
+    for res in results:
+        res["files_dropped"] = dict(res["files_dropped"])
+    return results
+
+
+def blob_chunk(repo: str, items: list[tuple[str, str, str, list[int] | None]], o: dict) -> list[dict]:
+    """Derived data of whole files (sources.blob_data) for `(key, path, blob, added)` items."""
+    from harness.mine.sources import blob_data
+
+    grepo, redactor = _repo(repo)
+    load_benchmarks(o)
+    return [{"sha": key, "data": blob_data(grepo, blob, path, o, redactor, bench(), added)}
+            for key, path, blob, added in items]

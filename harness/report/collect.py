@@ -1,0 +1,174 @@
+"""Gather the evidence for a run's report from the stages' outputs, defensively: a task that was
+disabled, a judge that did not run, a merged adapter without a training log, are reported as
+absent instead of failing the report.
+
+Everything a report shows is computed here, once, into one JSON-serialisable dict (written as
+`evidence.json`), with the sha256 of every input file it was computed from; the renderers only
+format it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from pathlib import Path
+
+from scipy.stats import binomtest
+
+from harness.io import read_json, read_jsonl, sha256_file, sha256_text
+
+MODELS = ("base", "candidate")
+FIM_KEYS = ("exact_match", "first_line_exact_match", "edit_similarity")
+
+
+class Inputs:
+    """Reads a run dir's files, remembering the sha256 of each one read."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.hashes = run_dir, {}
+
+    def path(self, rel: str) -> Path | None:
+        p = self.run_dir / rel
+        if not p.is_file():
+            return None
+        self.hashes[rel] = sha256_file(p)
+        return p
+
+    def json(self, rel: str) -> dict | None:
+        p = self.path(rel)
+        return read_json(p) if p else None
+
+    def jsonl(self, rel: str) -> list[dict] | None:
+        p = self.path(rel)
+        return list(read_jsonl(p)) if p else None
+
+
+def wilson(passed: int, n: int, confidence: float = 0.95) -> list[float] | None:
+    """Wilson score interval of a pass rate (sound for small n and rates near 0 or 1)."""
+    if not n:
+        return None
+    ci = binomtest(int(passed), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def _exec_tasks(metrics: dict) -> list[str]:
+    return [t for t, v in metrics.items() if isinstance(v, dict) and "pass@1" in (v.get("base") or {})]
+
+
+def _first_samples(rows: list[dict]) -> dict[str, dict]:
+    return {r["item_id"]: r for r in rows if r.get("sample", 0) == 0}
+
+
+def benchmark_prompts(task: str) -> dict[str, str]:
+    """task_id -> the prompt both models were given, for the benchmarks that have one."""
+    from harness.eval.benchmarks import load_humaneval, load_mbpp
+
+    loaders = {"humaneval": load_humaneval, "mbpp": lambda: load_mbpp(split="all")}
+    return {p.task_id: p.prompt for p in loaders[task]()} if task in loaders else {}
+
+
+def flips(base: list[dict], cand: list[dict], prompts: dict[str, str]) -> list[dict]:
+    """Problems whose outcome changed (first sample of each), regressions first, with the
+    prompt when it provably is the one asked (its sha256 matches the rows')."""
+    b, c = _first_samples(base), _first_samples(cand)
+    keep = ("passed", "status", "error", "output")
+    out = []
+    for i in sorted(b.keys() & c.keys()):
+        if bool(b[i]["passed"]) == bool(c[i]["passed"]):
+            continue
+        prompt = prompts.get(i)
+        out.append({"item_id": i, "change": "fixed" if c[i]["passed"] else "broken",
+                    "prompt": prompt if prompt and sha256_text(prompt) == b[i].get("prompt_hash")
+                    else None, "expected": b[i].get("expected"),
+                    "base": {k: b[i].get(k) for k in keep},
+                    "candidate": {k: c[i].get(k) for k in keep}})
+    return sorted(out, key=lambda f: f["change"] != "broken")
+
+
+def pass_rates(metrics: dict, task: str, confidence: float) -> dict:
+    """pass@1 per model with its Wilson interval over the samples."""
+    out = {}
+    for label in MODELS:
+        m = metrics[task][label]
+        samples = m.get("samples", m["n"])
+        out[label] = {"pass@1": m["pass@1"], "passed": m["passed"], "n": m["n"],
+                      "samples": samples, "ci": wilson(m["passed"], samples, confidence)}
+    return out
+
+
+def judge(metrics: dict, scores: dict[str, list[dict] | None]) -> dict | None:
+    """Per criterion, base vs candidate: mean, logprob-weighted mean, parse failures and the
+    distribution of scores; pairwise win/tie/loss when the judge compared them."""
+    j = metrics.get("judge")
+    if not j:
+        return None
+    criteria: dict[str, dict] = {}
+    for label in MODELS:
+        rows = scores.get(label) or []
+        for name, summary in (j.get(label) or {}).get("criteria", {}).items():
+            dist = Counter(str(int(r["score"])) for r in rows
+                           if r["criterion"] == name and r.get("score") is not None)
+            criteria.setdefault(name, {})[label] = {
+                **{k: summary.get(k) for k in ("n", "mean", "weighted_mean", "parse_failure_rate")},
+                "distribution": dict(sorted(dist.items()))}
+    return {"criteria": criteria, "pairwise": (j.get("pairwise") or {}).get("criteria"),
+            "usage": j.get("usage"), "rubric": j.get("rubric"), "settings": j.get("settings")}
+
+
+def _lora(manifest: dict) -> dict | None:
+    train = (manifest.get("config") or {}).get("train") or {}
+    keys = ("lr", "batch_size", "grad_accum", "max_steps", "epochs", "max_length", "packing")
+    return {**(train.get("lora") or {}), **{k: train.get(k) for k in keys if k in train}} or None
+
+
+def collect(run_dir: Path, run_name: str, benchmarks_sha256: dict) -> dict:
+    """The evidence for the run in `run_dir` (its gate must have run)."""
+    inp = Inputs(run_dir)
+    verdict = inp.json("gate/verdict.json")
+    metrics = inp.json("eval/metrics.json") or {}
+    manifest = inp.json("train/manifest.json") or {}
+    confidence = (verdict.get("bootstrap") or {}).get("confidence", 0.95)
+    exec_tasks = _exec_tasks(metrics)
+    samples = {t: {label: inp.jsonl(f"eval/samples/{t}.{label}.jsonl") for label in MODELS}
+               for t in exec_tasks}
+    log = inp.jsonl("train/train_log.jsonl") or []
+    inp.path("mine/records.jsonl")
+    inp.path("thresholds.json")
+    evidence = {
+        "run": run_name,
+        "run_dir": str(run_dir.resolve()),
+        "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "verdict": verdict,
+        "metrics": metrics,
+        "pass_at_1": {t: pass_rates(metrics, t, confidence) for t in exec_tasks},
+        "flips": {t: flips(s["base"], s["candidate"], benchmark_prompts(t))
+                  for t, s in samples.items() if s["base"] is not None and s["candidate"] is not None},
+        "fim": {label: {**{k: metrics["fim"][label][k] for k in FIM_KEYS},
+                        "n": metrics["fim"][label]["n"],
+                        "exact_match_ci": wilson(round(metrics["fim"][label]["exact_match"]
+                                                       * metrics["fim"][label]["n"]),
+                                                 metrics["fim"][label]["n"], confidence)}
+                for label in MODELS} if "fim" in metrics else None,
+        "judge": judge(metrics, {label: inp.jsonl(f"eval/samples/judge_scores.{label}.jsonl")
+                                 for label in MODELS}),
+        "training": {k: v for k, v in manifest.items() if k not in ("config", "chat_template")},
+        "lora": _lora(manifest),
+        "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in log if "loss" in h],
+        "eval_loss_curve": [{"step": h["step"], "loss": h["eval_loss"]} for h in log
+                            if "eval_loss" in h],
+        "mine_stats": inp.json("mine/mine_stats.json"),
+        "dataset_card": {k: v for k, v in (inp.json("format/dataset_card.json") or {}).items()
+                         if k != "chat_template"},
+    }
+    evidence["hashes"] = {
+        "records_sha256": inp.hashes.get("mine/records.jsonl"),
+        "dataset_hash": manifest.get("dataset_hash"),
+        "tokenizer_hash": manifest.get("tokenizer_hash"),
+        "template_hash": manifest.get("template_hash"),
+        "adapter_sha256": manifest.get("adapter_sha256"),
+        "thresholds_sha256": verdict.get("thresholds_sha256"),
+        "benchmarks_sha256": benchmarks_sha256,
+        "eval_prompts_sha256": (metrics.get("settings") or {}).get("prompts_sha256"),
+    }
+    evidence["inputs"] = dict(sorted(inp.hashes.items()))
+    return evidence

@@ -1,0 +1,83 @@
+"""Generation engines: transformers batched (greedy and sampled), an OpenAI-compatible endpoint
+(our own server over the tiny model and an adapter, on loopback), and vLLM where installed."""
+
+from __future__ import annotations
+
+import pytest
+from test_eval_stage import make_adapter
+
+from harness.errors import HarnessError
+from harness.eval.benchmarks import load_humaneval
+from harness.eval.generate import Decoding, HFEngine
+from harness.eval.openai_engine import OpenAIEngine
+from harness.models.load import load_model, load_tokenizer
+from harness.serve.app import ServerThread, create_app
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model, tmp_path_factory):
+    adapter = make_adapter(tiny_model, tmp_path_factory.mktemp("adapter"))
+    tok = load_tokenizer(tiny_model)
+    problems = load_humaneval(limit=3)
+    prompts = [tok(p.prompt, add_special_tokens=False)["input_ids"] for p in problems]
+    return tiny_model, adapter, tok, prompts, problems[0].stop_words
+
+
+def test_sampling_draws_n_reproducible_samples_per_prompt(setup):
+    model_ref, _, tok, prompts, stop = setup
+    prompts = prompts[:2]
+    engine = HFEngine(load_model(model_ref), tok, batch_size=2, max_new_tokens=8)
+    hot = Decoding(n=3, temperature=1.5, top_p=1.0, seed=7)
+    first = engine.generate(prompts, stop=stop, decoding=hot)
+    assert [len(g.outputs) for g in first] == [3, 3] and all(g.seconds > 0 for g in first)
+    assert [g.outputs for g in engine.generate(prompts, stop=stop, decoding=hot)] == \
+        [g.outputs for g in first]  # same seed, same samples
+    other = engine.generate(prompts, stop=stop, decoding=Decoding(n=3, temperature=1.5, seed=8))
+    assert [g.outputs for g in other] != [g.outputs for g in first]
+    assert all(not any(s in o for s in stop) for g in first for o in g.outputs)
+
+
+def test_decoding_settings_are_validated():
+    assert Decoding().describe() == "greedy"
+    assert "temperature 0.8" in Decoding(n=5, temperature=0.8, top_p=0.95).describe()
+    with pytest.raises(HarnessError, match="identical samples"):
+        Decoding(n=2)
+    with pytest.raises(HarnessError, match="top_p"):
+        Decoding(temperature=0.5, top_p=0)
+
+
+def test_the_openai_engine_matches_transformers_and_names_each_model(setup):
+    model_ref, adapter, tok, prompts, stop = setup
+    app = create_app(model_ref, adapters={"cand": adapter}, served_name="base")
+    with ServerThread(app) as server:
+        remote = {name: OpenAIEngine(server.base_url, name, tok, concurrency=2, max_new_tokens=12)
+                  for name in ("base", "cand")}
+        got = {name: e.generate(prompts, stop=stop, desc=name) for name, e in remote.items()}
+        sampled = remote["cand"].generate(prompts[:1], stop=stop,
+                                          decoding=Decoding(n=2, temperature=1.5, seed=3))
+        again = remote["cand"].generate(prompts[:1], stop=stop,
+                                        decoding=Decoding(n=2, temperature=1.5, seed=3))
+        with pytest.raises(HarnessError, match="serves 'nope'"):
+            OpenAIEngine(server.base_url, "nope", tok, max_retries=0).generate(prompts[:1])
+    local = {name: HFEngine(load_model(model_ref, adapter=a), tok, batch_size=1, max_new_tokens=12)
+             for name, a in (("base", None), ("cand", adapter))}
+    for name, engine in local.items():  # greedy through HTTP = greedy in-process, per model
+        assert [g.outputs for g in got[name]] == [g.outputs for g in engine.generate(prompts, stop=stop)]
+    assert [g.outputs for g in got["base"]] != [g.outputs for g in got["cand"]]
+    assert len(sampled[0].outputs) == 2 and sampled[0].outputs == again[0].outputs  # seeded
+
+
+def test_the_vllm_engine_serves_the_adapter_per_request(setup):
+    pytest.importorskip("vllm", reason="vLLM is not installed (it needs a CUDA GPU)")
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("vLLM needs a CUDA GPU")
+    from harness.eval.vllm_engine import VLLMEngine, load_llm
+
+    model_ref, adapter, _, prompts, stop = setup
+    llm = load_llm(model_ref, batch_size=4, max_lora_rank=8, seed=0)
+    base, cand = VLLMEngine(llm, None, 4, 12), VLLMEngine(llm, adapter, 4, 12)
+    got_base, got_cand = base.generate(prompts, stop=stop), cand.generate(prompts, stop=stop)
+    assert [len(g.outputs) for g in got_base] == [1, 1, 1]
+    assert [g.outputs for g in got_base] != [g.outputs for g in got_cand]

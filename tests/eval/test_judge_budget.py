@@ -1,0 +1,67 @@
+"""The eval stage's judge step (run_judge) with cost accounting and a budget that stops cleanly."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import make_cfg
+from judge_fake_server import FakeJudge, json_judge
+
+from harness.errors import HarnessError
+from harness.eval.judging import run_judge
+from harness.io import read_jsonl
+
+ITEMS = [{"id": f"c{i}", "instruction": f"Implement change {i}", "response": f"+line {i}"}
+         for i in range(2)]
+ANSWERS = {"base": [{"output": "def f(): pass"}, {"output": "GOOD base"}],
+           "candidate": [{"output": "GOOD candidate"}, {"output": "def g(): pass"}]}
+CALLS = 2 * 3 * 2 + 2 * 3 * 2  # (items x criteria) x (base, candidate) + x (both orders)
+PER_CALL = 100 * 1.0 / 1000 + 10 * 2.0 / 1000  # the fake's usage (100 + 10 tokens) at these prices
+
+
+def cfg_for(tmp_path, url: str, *overrides: str):
+    return make_cfg(tmp_path / "run", cache_dir=tmp_path / "cache", overrides=[
+        f"judge.base_url='{url}'", "judge.model=fake", "judge.output=json", "judge.max_tokens=50",
+        "judge.max_concurrency=1", "judge.price_per_1k_prompt_tokens=1.0",
+        "judge.price_per_1k_completion_tokens=2.0", *overrides])
+
+
+def test_the_budget_stops_cleanly_and_a_rerun_resumes_from_the_cache(tmp_path):
+    out = tmp_path / "eval.partial"
+    with FakeJudge(json_judge) as server:
+        cfg = cfg_for(tmp_path, server.base_url, "judge.budget_usd=1.5")
+        with pytest.raises(HarnessError, match=r"budget of \$1.5 for this run .* Stopped cleanly"):
+            run_judge(cfg, out, "unused", ITEMS, ANSWERS)
+    paid = len(server.requests)
+    assert 0 < paid < CALLS
+    assert not (out / "samples").exists()  # nothing half-written
+
+    with FakeJudge(json_judge) as server:
+        summary = run_judge(cfg_for(tmp_path, server.base_url, "judge.budget_usd=null"), out,
+                            "unused", ITEMS, ANSWERS)
+    assert len(server.requests) == CALLS - paid  # what was paid for is not paid again
+    usage = summary["usage"]
+    assert usage["cached_calls"] == paid and usage["calls"] == CALLS - paid
+    assert usage["spent_usd"] == pytest.approx(PER_CALL * (CALLS - paid))
+    assert usage["prompt_tokens"] == 100 * (CALLS - paid)
+    total = sum(summary[k]["cost_usd"] for k in ("base", "candidate", "pairwise"))
+    assert total == pytest.approx(PER_CALL * CALLS)  # every judgement's cost, cached or not
+
+    assert summary["rubric"] == {"name": "code_change", "version": "2"}
+    assert summary["base"]["criteria"]["correctness"]["mean"] == 3.5  # GOOD scores 5, else 2
+    assert summary["pairwise"]["criteria"]["correctness"]["wins"] == 1
+    assert summary["pairwise"]["criteria"]["correctness"]["losses"] == 1
+    rows = list(read_jsonl(out / "samples" / "judge_scores.candidate.jsonl"))
+    assert len(rows) == 6 and all(r["model"] == "candidate" and r["rationale"] for r in rows)
+    assert len(list(read_jsonl(out / "samples" / "judge_pairwise.jsonl"))) == 6
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("judge.budget_usd=-1", "budget_usd"),
+    ("judge.output=xml", "judge.output"),
+    ("judge.max_concurrency=0", "max_concurrency"),
+])
+def test_bad_judge_settings_are_refused_before_any_call(tmp_path, override, message):
+    with FakeJudge(json_judge) as server, pytest.raises(HarnessError, match=message):
+        run_judge(cfg_for(tmp_path, server.base_url, override), tmp_path / "out", "unused",
+                  ITEMS, ANSWERS)
+    assert server.requests == []
