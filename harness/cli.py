@@ -29,7 +29,7 @@ deploy:
   promote <run> [--force --reason TEXT]   make a run's adapter live (deploy verdicts only)
   rollback [--reason TEXT]                make the previous adapter live again
   registry                                what is live, and the history
-  merge     merge a run's adapter into its base model (train.merge.*)
+  merge     merge a run's adapter into its base model → runs/<run>/merged/
   merge-adapters   combine adapters into a new candidate run (registry.merge.*)
   serve     OpenAI-compatible server over the base model + adapters
 

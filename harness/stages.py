@@ -123,6 +123,8 @@ def run_stage(cfg: DictConfig, name: str, force: bool = False) -> dict:
     log.info("%s: running → %s", name, out)
     t0 = time.time()
     summary = importlib.import_module(MODULES[name]).run(cfg, partial)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun / accelerate: rank 0 publishes
+        return summary
     atomic_write_json(partial / "stage.json", {"stage": name, "fingerprint": fp,
                                                "seconds": round(time.time() - t0, 2),
                                                "summary": summary})

@@ -10,7 +10,7 @@ import pytest
 from conftest import make_cfg
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, read_json, write_jsonl
+from harness.io import atomic_write_json, read_json, read_jsonl, write_jsonl
 from harness.models.tiny import CHAT_TEMPLATE
 from harness.stages import run_stage
 
@@ -39,12 +39,17 @@ def test_format_stage_writes_the_dataset_its_card_and_a_held_out_split(tmp_path,
     out = tmp_path / "run" / "format"
     assert read_json(out / "dataset_card.json") == card
     ds = load_from_disk(str(out / "dataset"))
-    kinds = card["examples"]
-    assert len(ds) == sum(kinds.values()) and kinds["commit"] == 9
-    assert kinds["commit"] == kinds.get("fim_psm", 0) + kinds.get("fim_spm", 0) + kinds.get("code", 0)
-    assert card["dropped"]["mix_code_subsampled"] > 0  # more source windows than code_share allows
+    mined = list(read_jsonl(tmp_path / "run" / "mine" / "records.jsonl"))
+    pairs = [r for r in mined if r["split"] == "train" and r["kind"] != "fim_source"]
+    kinds, dropped = card["examples"], card["dropped"]
+    chat = sum(n for k, n in kinds.items() if k not in ("fim_psm", "fim_spm", "code"))
+    assert len(ds) == sum(kinds.values()) and "chat_no_supervised_tokens_after_truncation" not in dropped
+    assert chat == len(pairs) - dropped.get("mix_chat_subsampled", 0) > 0
+    # code_share=0.5: the side in excess was subsampled, and counted, to match the other
+    assert chat == kinds.get("fim_psm", 0) + kinds.get("fim_spm", 0) + kinds.get("code", 0)
+    assert dropped.get("mix_chat_subsampled", 0) + dropped.get("mix_code_subsampled", 0) > 0
     assert all(len(r) <= 256 for r in ds["input_ids"]) and all(any(m) for m in ds["assistant_masks"])
-    assert card["template_checked_examples"] >= 9 and card["chat_template"]["source"] == "tokenizer"
+    assert card["template_checked_examples"] >= chat and card["chat_template"]["source"] == "tokenizer"
     assert card["eval"]["examples"] and len(load_from_disk(str(out / "eval_dataset"))) == sum(
         card["eval"]["examples"].values())
 

@@ -20,20 +20,6 @@ from harness.train.sweep import metric_value, objective, summarize
 
 QUICK = ["data.format.max_length=128", "train.max_steps=3", "train.batch_size=2",
          "train.report_to=none", "train.warmup=0"]
-# A Hydra app over the harness's config that returns what `harness train` returns once cli.py
-# hands the task result back to Hydra (the Optuna sweeper needs that number).
-APP = f'''
-import hydra
-from harness.stages import run_stage
-from harness.train.sweep import task_result
-
-@hydra.main(config_path={str(CONF_DIR)!r}, config_name="config", version_base="1.3")
-def app(cfg):
-    run_stage(cfg, "train")
-    return task_result(cfg)
-
-app()
-'''
 
 
 def env(cache: Path) -> dict:
@@ -90,9 +76,9 @@ def test_optuna_on_the_local_submitit_launcher_with_a_persistent_sqlite_study(tm
                                                                             harness_cache):
     import optuna
 
-    (tmp_path / "app.py").write_text(APP)
     db = f"sqlite:///{tmp_path / 'study.db'}"
-    run([sys.executable, "app.py", "-m", "hydra/sweeper=tune", "hydra/launcher=local", "run_name=opt",
+    run([sys.executable, "-m", "harness.cli", "train", "-m", "hydra/sweeper=tune",
+         "hydra/launcher=local", "run_name=opt",
          f"data.repo={history_repo}", *QUICK, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
          f"hydra.sweeper.storage={db}", "hydra.sweeper.study_name=opt"], tmp_path, harness_cache)
     sweep = tmp_path / "runs" / "opt"
