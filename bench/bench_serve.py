@@ -18,10 +18,8 @@ Writes bench/results/bench_serve.json.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
-import platform
 import socket
 import statistics
 import sys
@@ -32,6 +30,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _results import write_result  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -166,11 +168,8 @@ def main() -> None:
         r["p50_vs_baseline"] = round(r["p50_ms"] / baseline["p50_ms"], 2)
     result = {"model": "tiny (offline, CPU)", "requests": args.requests,
               "concurrency": args.concurrency, "max_tokens": args.max_tokens, "runs": runs,
-              "reload_base_plus_adapter_s": round(reload_s, 3),
-              "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
-    out = ROOT / "bench" / "results" / "bench_serve.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+              "reload_base_plus_adapter_s": round(reload_s, 3)}
+    out = write_result("bench_serve", result)
 
     print(f"\n{args.requests} /v1/completions requests (half FIM), {args.concurrency} clients, "
           f"max_tokens {args.max_tokens}, greedy; tiny model on CPU")

@@ -171,3 +171,19 @@ class RepoBuilder:
 def repo_builder(tmp_path):
     """`repo_builder("name")` → a RepoBuilder for a new repository under tmp_path."""
     return lambda name="project": RepoBuilder(tmp_path / name)
+
+
+def make_adapter(base: str, out, seed: int = 1) -> str:
+    """A LoRA adapter with random non-zero B, so it visibly changes the model's outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)
+    model.save_pretrained(str(out))
+    return str(out)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from test_eval_stage import make_adapter
+from conftest import make_adapter
 
 from harness.errors import HarnessError
 from harness.eval.benchmarks import load_humaneval

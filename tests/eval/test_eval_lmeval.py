@@ -5,10 +5,10 @@ generations, and its hf backend runs the tiny model with a PEFT adapter."""
 from __future__ import annotations
 
 import pytest
+from conftest import make_adapter
 from lm_eval import simple_evaluate
 from lm_eval.api.model import LM
 from lm_eval.tasks import TaskManager
-from test_eval_stage import make_adapter
 
 from harness.eval import lmeval
 from harness.eval.benchmarks import load_humaneval, load_mbpp

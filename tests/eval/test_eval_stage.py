@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from conftest import make_cfg
+from conftest import make_adapter, make_cfg
 
 from harness.errors import HarnessError
 from harness.eval import stage
@@ -23,21 +22,6 @@ SMALL = ["eval.humaneval.limit=2", "eval.mbpp.limit=2", "eval.humaneval_infill.l
          "eval.humaneval_infill.max_new_tokens=12", "eval.max_new_tokens=24", "eval.batch_size=2",
          "eval.fim.holes=3", "eval.fim.max_new_tokens=8", "eval.judge.enabled=false",
          "eval.sandbox.self_check=false", "data.format.max_length=256"]
-
-
-def make_adapter(base: str, out, seed: int = 1) -> str:
-    """A LoRA adapter with random non-zero B, so the candidate really differs from the base."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.5)
-    model.save_pretrained(str(out))
-    return str(out)
 
 
 def upstream(run, tiny_model) -> None:

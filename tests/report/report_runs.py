@@ -22,11 +22,7 @@ ITEMS = 12
 
 
 def compose(run_dir: Path, overrides: list[str] = ()):
-    """The composed config; adds the report/registry groups while conf/config.yaml's defaults
-    list does not name them yet."""
-    defaults = (Path(__file__).resolve().parents[2] / "conf" / "config.yaml").read_text()
-    extra = [f"+{g}=default" for g in ("registry", "report") if f"- {g}:" not in defaults]
-    return make_cfg(run_dir, overrides=[*extra, *overrides])
+    return make_cfg(run_dir, overrides=list(overrides))
 
 
 def _stage(path: Path, name: str) -> None:

@@ -6,7 +6,7 @@ import math
 
 import openai
 import pytest
-import torch
+from conftest import make_adapter
 
 from harness.serve.app import ServerThread, create_app
 from harness.serve.postprocess import Cursor, clean
@@ -14,24 +14,9 @@ from harness.serve.postprocess import Cursor, clean
 CHAT = [{"role": "user", "content": "Write a function that adds two numbers."}]
 
 
-def _make_adapter(base: str, out: str, seed: int) -> str:
-    """A LoRA adapter with random non-zero B, so it visibly changes the model's outputs."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
-                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
-    for name, param in model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.5)
-    model.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    adapters = {f"lora{i}": _make_adapter(tiny_model, str(tmp_path_factory.mktemp(f"lora{i}")), i)
+    adapters = {f"lora{i}": make_adapter(tiny_model, str(tmp_path_factory.mktemp(f"lora{i}")), i)
                 for i in (1, 2)}
     with ServerThread(create_app(tiny_model, adapters=adapters)) as srv:
         yield srv
