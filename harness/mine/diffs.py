@@ -100,6 +100,14 @@ def modified_files(repo: Repo, pairs: Sequence[tuple[str, str | None]],
     return out
 
 
+def line_counts(patch: bytes) -> tuple[int, int] | None:
+    """(added, deleted) lines of one file's patch as `parse_patch` cuts it (hunks only, the
+    ---/+++ header excluded): what `git diff --numstat` says; None for a binary file."""
+    if patch.startswith(b"Binary files "):
+        return None
+    return patch.count(b"\n+"), patch.count(b"\n-")
+
+
 def open_repo(path: str | Path) -> Repo:
     """A GitPython repository opened read-only (PyDriller's `Git` would write to its config)."""
     return Repo(str(path))

@@ -88,13 +88,11 @@ def path_skipped(path: str, patterns: Sequence[str]) -> bool:
     return bool(rx.match(path) or rx.match(path.rsplit("/", 1)[-1]))
 
 
-def file_reason(path: str, new_mode: str, old_mode: str, added: int | None,
-                skip_paths: Sequence[str]) -> str | None:
-    """Why a changed file is left out of a record (from the streaming pass alone)."""
+def file_reason(path: str, new_mode: str, old_mode: str, skip_paths: Sequence[str]) -> str | None:
+    """Why a changed file is left out of a record (from the streaming pass alone; binary
+    files are known once diffed)."""
     if SUBMODULE_MODE in (new_mode, old_mode):
         return "submodule"
-    if added is None:
-        return "binary"
     if path_skipped(path, skip_paths):
         return "skipped_path"
     return None

@@ -10,7 +10,6 @@ Line tracking compares the file at the commented commit with the file at each la
 
 from __future__ import annotations
 
-import base64
 import difflib
 import re
 from collections import Counter
@@ -147,17 +146,12 @@ def _review_records(bundle: dict, repo: Repo, name: str, o: dict, drops: Counter
 def _record(kind: str, source: str, pull: dict, sha: str, date: str, who: str, instruction: str,
             response: str, files: list[str], name: str, o: dict, bench: dedup.Benchmarks | None,
             extra: str = "", added: int = 0, deleted: int = 0) -> dict:
-    text = instruction + "\n" + response
-    sh = dedup.shingles(text, o["dedup"]["ngram"])
-    sig, size = dedup.signature(text, o["dedup"]["num_perm"], o["dedup"]["ngram"], sh)
     rec = {"id": record_id(kind, source, str(pull["number"]), sha or "", extra), "kind": kind,
             "source": source, "pr": pull["number"], "repo": name, "shas": [sha] if sha else [],
             "authored_at": date, "committed_at": date, "author_id": author_id(who),
             "instruction": instruction, "response": response, "files": files,
             "added": added or response.count("\n"), "deleted": deleted, "redactions": [],
-            "_sig": base64.b64encode(sig).decode(), "_size": size,
-            "_contaminated": bench.contained(sh) if bench else None}
-    dedup.exact_key(rec)
+            **dedup.fingerprint(instruction, response, o["dedup"]["ngram"], o["dedup"]["num_perm"], bench)}
     return rec
 
 

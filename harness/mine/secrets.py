@@ -3,22 +3,25 @@ typed placeholders such as `<secret:aws-access-key>`.
 
 detect-secrets checks each line with ~27 plugins and its filters, ~0.17 ms a line here: on a
 large history that alone would cost more than mining. Most lines cannot hold a secret, so lines
-pass three gates, each cheaper and coarser than the next:
+pass four gates, each cheaper and coarser than the next:
 
-1. `TRIGGER` (~1.5 µs a line; ~10% of real code lines pass): what every detect-secrets 1.5
-   plugin needs at the least: a 16+ character token (every long-token plugin), `://` (basic
+1. Byte searches over the whole text (~2 ns a byte): `bytes.translate` folds a character class
+   into one byte, so "20 token characters in a row" becomes a plain substring search; a line
+   goes on only if it holds one of the substrings without which gate 2 cannot match.
+2. `TRIGGER` or a keyword of the keyword plugin, per line: what every detect-secrets 1.5
+   plugin needs at the least: a 20+ character token (every long-token plugin: the shortest
+   without a literal prefix of its own here is AWS's AKIA + 16; 7% of the lines of the
+   standard library hold a 16+ token, 3% a 20+ one), `://` (basic
    auth and URL plugins), a dotted quad (public IPs), a quoted 9+ character string (the entropy
-   plugins: n characters carry at most log2(n) bits, and hex needs > 3), a keyword of the
-   keyword plugin, or the short literal prefixes of the rest (Artifactory, JWT, npm, Slack,
-   private keys). tests/mine/test_mine_secrets.py pins the plugin set this was checked against.
-2. Every regex plugin's own patterns, combined.
-3. detect-secrets itself (`scan_diff`, its public in-memory entry point), on the lines left.
+   plugins: n characters carry at most log2(n) bits, and hex needs > 3), or the short literal
+   prefixes of the rest (Artifactory, JWT, npm, Slack, private keys).
+   tests/mine/test_mine_secrets.py pins the plugin set this was checked against.
+3. Every regex plugin's own patterns, combined, and the entropy plugins' own check.
+4. detect-secrets itself (`scan_diff`, its public in-memory entry point), on the lines left.
 """
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import re
 import string
 from functools import cached_property
@@ -34,10 +37,54 @@ RULES = {
 }
 _B64_CHARS = string.ascii_letters + string.digits + "+/\\-_="
 TRIGGER = re.compile(
-    r"[A-Za-z0-9+/=_\-]{16,}|://|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
+    r"[A-Za-z0-9+/=_\-]{20,}|://|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
     rf"""|['"][{re.escape(_B64_CHARS)}]{{9,}}['"]"""
     r"|AKC[a-zA-Z0-9]{10}|AP[\dA-F][a-zA-Z0-9]{8}|eyJ|_authToken|PRIVATE KEY|PuTTY|(?i:xox)"
 )
+
+
+def _fold(groups: dict[bytes, bytes]) -> bytes:
+    """A `bytes.translate` table mapping each character of a group to its byte, newlines to
+    themselves and everything else to a space."""
+    table = bytearray(b" " * 256)
+    table[10] = 10
+    for chars, to in groups.items():
+        for c in chars:
+            table[c] = to[0]
+    return bytes(table)
+
+
+_TOKENS = _fold({(string.ascii_letters + string.digits + "+/=_-").encode(): b"a", b"\\": b"b",
+                 b"'\"": b"q"})
+_NUMBERS = _fold({string.digits.encode(): b"0", b".": b"."})
+_QUOTED = re.compile(rb"q[ab]{9,}q")  # TRIGGER's quoted branch, on the _TOKENS folding
+# (folded text or raw or lowercased, needle): a line that holds none of these cannot match
+# TRIGGER nor a keyword (each keyword contains one of the lowercase needles)
+_NEEDLES = [("tokens", b"a" * 20), ("numbers", b"0.0"),
+            *(("raw", n) for n in (b"://", b"AKC", b"AP", b"eyJ", b"_authToken", b"PRIVATE KEY", b"PuTTY")),
+            *(("lower", n) for n in (b"xox", b"key", b"pass", b"pwd", b"secret", b"contrase"))]
+
+
+def _gate(text: str) -> list[int]:
+    """Indices of the lines of `text` that hold a needle (gate 1), in order."""
+    raw = text.encode("utf-8", "surrogatepass")
+    views = {"raw": raw, "lower": raw.lower(), "tokens": raw.translate(_TOKENS),
+             "numbers": raw.translate(_NUMBERS)}
+    found = [m.start() for m in _QUOTED.finditer(views["tokens"])]
+    for view, needle in _NEEDLES:
+        buf = views[view]
+        pos = buf.find(needle)
+        while pos != -1:
+            found.append(pos)
+            end = buf.find(b"\n", pos)  # one hit per line is enough
+            pos = -1 if end == -1 else buf.find(needle, end + 1)
+    lines, line, last = [], 0, 0
+    for pos in sorted(found):
+        line += raw.count(b"\n", last, pos)
+        last = pos
+        if not lines or lines[-1] != line:
+            lines.append(line)
+    return lines
 
 
 def placeholder(kind: str) -> str:
@@ -82,26 +129,27 @@ class Redactor:
                                      if all(c in string.hexdigits for c in s)
                                      else b64.calculate_shannon_entropy(s) > b64.entropy_limit)
 
-    def _candidates(self, lines: list[str]) -> list[int]:
-        """Indices of the lines any plugin could flag. The gates run over the lines joined (one
-        C loop per gate); lines seen clean before are not looked at again."""
+    def _candidates(self, text: str) -> list[int]:
+        """Indices of the lines of `text` (split at "\n") any plugin could flag; lines seen
+        clean before are not looked at again."""
         keywords, patterns, _ = self._plugins
         quoted, high = self._entropy
-        todo = [i for i, line in enumerate(lines) if line not in self._clean]
-        if not todo:
+        hits = _gate(text)
+        if not hits:
             return []
-        text = "\n".join(lines[i] for i in todo)
-        starts = list(itertools.accumulate((len(lines[i]) + 1 for i in todo), initial=0))
-        at = lambda pos: todo[bisect.bisect_right(starts, pos) - 1]  # noqa: E731
-        out = {at(m.start()) for m in keywords.finditer(text.lower())}
-        for i in sorted({at(m.start()) for m in TRIGGER.finditer(text)} - out):
+        lines, out = text.split("\n"), []
+        for i in hits:
             line = lines[i]
-            if patterns.search(line) or any(high(q[1]) for q in quoted.findall(line)):
-                out.add(i)
+            if line in self._clean:
+                continue
+            if keywords.search(line.lower()) or (TRIGGER.search(line) and (
+                    patterns.search(line) or any(high(q[1]) for q in quoted.findall(line)))):
+                out.append(i)
+            else:
+                self._clean.add(line)
         if len(self._clean) > 500_000:  # bounded memory on very long histories
             self._clean.clear()
-        self._clean.update(lines[i] for i in todo if i not in out)
-        return sorted(out)
+        return out
 
     @staticmethod
     def _scan(lines: list[str], filename: str) -> list[tuple[int, str, str]]:
@@ -125,9 +173,9 @@ class Redactor:
             if rule.search(text):  # each rule starts with a literal: a fast scan
                 text, n = rule.subn(placeholder(kind), text)
                 found += [kind] * n
-        lines = text.split("\n")
-        hits = self._candidates(lines)
+        hits = self._candidates(text)
         if hits:
+            lines = text.split("\n")
             classes = self._plugins[2]
             for idx, kind, value in self._scan([lines[i] for i in hits], filename):
                 i, cls = hits[idx], classes.get(kind)

@@ -12,7 +12,6 @@ the settings, so it is cached like a commit's result.
 from __future__ import annotations
 
 import ast
-import base64
 import textwrap
 from collections.abc import Iterator
 
@@ -106,16 +105,13 @@ def blob_data(repo: Repo, blob: str, path: str, o: dict, redactor: Redactor,
     for p in pairs:
         p["instruction"] = (f"Write `{p['name']}` in {path}, as its signature and docstring "
                             f"describe:\n{p['header']}")
-        p.update(_signed(p["instruction"] + "\n" + p["body"], o, bench))
-    signed = _signed(text, o, bench) if added is None else {"_sig": "", "_size": 0, "_contaminated": None}
+        p.update(dedup.fingerprint(p["instruction"], p["body"], o["dedup"]["ngram"], o["dedup"]["num_perm"],
+                                   bench))
+    signed = {"_sig": "", "_contaminated": None}
+    if added is None:
+        whole = dedup.fingerprint("", text, o["dedup"]["ngram"], o["dedup"]["num_perm"], bench)
+        signed = {"_sig": whole["_sig"], "_contaminated": whole["_contaminated"]}  # its key: content
     return {"text": text, "redactions": sorted(set(kinds)), "pairs": pairs, **signed}
-
-
-def _signed(text: str, o: dict, bench: dedup.Benchmarks | None) -> dict:
-    sh = dedup.shingles(text, o["dedup"]["ngram"])
-    sig, size = dedup.signature(text, o["dedup"]["num_perm"], o["dedup"]["ngram"], sh)
-    return {"_sig": base64.b64encode(sig).decode(), "_size": size,
-            "_contaminated": bench.contained(sh) if bench else None}
 
 
 def file_records(path: str, sha: str, date: str, split: str, d: dict, name: str,
@@ -124,7 +120,7 @@ def file_records(path: str, sha: str, date: str, split: str, d: dict, name: str,
     files, only the functions the test commit added: the rest was in the train tree)."""
     fim = {"id": record_id("fim", sha, path), "kind": "fim_source", "repo": name, "shas": [sha],
            "committed_at": date, "path": path, "content": d["text"], "split": split,
-           "redactions": d["redactions"], "_sig": d["_sig"], "_size": d["_size"],
+           "redactions": d["redactions"], "_sig": d["_sig"],
            "_contaminated": d["_contaminated"]}
     if added is not None:
         fim["added_lines"] = added
@@ -134,6 +130,6 @@ def file_records(path: str, sha: str, date: str, split: str, d: dict, name: str,
              "response": p["body"], "files": [path], "added": p["body"].count("\n") + 1,
              "deleted": 0, "split": split,
              "redactions": [k for k in d["redactions"] if placeholder(k) in p["instruction"] + p["body"]],
-             "_sig": p["_sig"], "_size": p["_size"], "_contaminated": p["_contaminated"]}
+             "_sig": p["_sig"], "_contaminated": p["_contaminated"], "_key": p["_key"]}
             for p in d["pairs"]]
     return [fim, *docs]

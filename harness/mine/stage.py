@@ -3,7 +3,7 @@
 1. Validate the repository (repo.py) and list the commits to mine: HEAD's history plus the
    pre-squash iterations in fetched `refs/pull/*/head`.
 2. Per commit, in worker processes (worker.py), cached by sha (cache.py): cheap filters on one
-   streaming `git log --numstat` pass, then diffs, redaction and signatures for survivors only.
+   streaming `git log --raw` pass, then diffs, redaction and signatures for survivors only.
 3. Pull requests and review comments from the GitHub API or an export (github.py, reviews.py).
 4. Across commits: reverted commits become negatives (`negatives.jsonl`, never trained on),
    exact dedup, the temporal split, FIM and docstring sources at the cutoff (sources.py),
@@ -37,7 +37,7 @@ from harness.errors import HarnessError
 from harness.io import atomic_write_json, sha256_file, stable_hash, write_jsonl
 from harness.mine import dedup, github, sources, worker
 from harness.mine.cache import CommitCache
-from harness.mine.diffs import open_repo
+from harness.mine.diffs import modified_files, open_repo
 from harness.mine.repo import git, github_slug, inspect
 from harness.mine.reviews import github_records
 from harness.mine.scan import GIT_SAFE
@@ -98,7 +98,7 @@ class Stats:
 def _parallel(fn, repo: Path, batches: list[list], o: dict, desc: str, unit: str) -> Iterator[list]:
     """Run `fn(repo, batch, o)` over the batches, in worker processes when there is more than
     one batch; yield each batch's results as it completes, with a progress bar."""
-    workers = min(len(batches), int(o["workers"]) or os.cpu_count() or 1)
+    workers = min(len(batches), _workers(o))
     with tqdm(total=sum(map(len, batches)), desc=desc, unit=unit, disable=not batches) as bar:
         if workers <= 1:
             for batch in batches:
@@ -114,8 +114,18 @@ def _parallel(fn, repo: Path, batches: list[list], o: dict, desc: str, unit: str
                 bar.update(futures[f])
 
 
-def _batches(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), max(1, size))]
+def _workers(o: dict) -> int:
+    return int(o["workers"]) or os.cpu_count() or 1
+
+
+def _batches(items: list, size: int, workers: int) -> list[list]:
+    """Batches of at most `size` items, evenly sized and a multiple of `workers` in number, so
+    that no worker idles while another finishes a last batch. Few large batches: every batch
+    starts its own git processes, which cost ~10 ms each in pack and delta-cache set-up."""
+    if not items:
+        return []
+    n = min(len(items), math.ceil(math.ceil(len(items) / max(1, size)) / workers) * workers)
+    return [items[i * len(items) // n:(i + 1) * len(items) // n] for i in range(n)]
 
 
 def _mine_commits(repo: Path, shas: list[str], o: dict, boundary: set[str],
@@ -124,7 +134,7 @@ def _mine_commits(repo: Path, shas: list[str], o: dict, boundary: set[str],
     results = cache.get(shas) if cache else {}
     reused = len(results)
     todo = [s for s in shas if s not in results]
-    batches = _batches(todo, int(o["chunk_size"]))
+    batches = _batches(todo, int(o["chunk_size"]), _workers(o))
     log.info("%d commits: %d from the cache, %d to mine in %d batch(es)", len(shas), reused,
              len(todo), len(batches))
     fn = functools.partial(mine_chunk, boundary=boundary)
@@ -192,9 +202,11 @@ def _blob_data(repo: Path, items: list[tuple[str, str, list[int] | None]], o: di
     keys = [f"blob:{b}:{Path(p).suffix}:{stable_hash(a)[:12]}" for p, b, a in items]
     hits = cache.get(keys) if cache else {}
     todo = list({k: (k, p, b, a) for k, (p, b, a) in zip(keys, items, strict=True) if k not in hits}.values())
-    # whole files are few but heavy (parse, redact, sign): spread them over the workers
-    size = max(16, math.ceil(len(todo) / (int(o["workers"]) or os.cpu_count() or 1)))
-    for batch in _parallel(blob_chunk, repo, _batches(todo, size), o, "reading files", "file"):
+    # whole files are few but heavy (parse, redact, sign): dealt out over the workers like
+    # cards, so that the large train files and the small test ones are shared evenly
+    n = min(len(todo), _workers(o))
+    batches = [todo[i::n] for i in range(n)]
+    for batch in _parallel(blob_chunk, repo, batches, o, "reading files", "file"):
         hits.update((r["sha"], r) for r in batch)
         if cache:
             cache.put(batch)
@@ -260,6 +272,15 @@ def _commit_records(results: dict[str, dict], shas: list[str], pulls: dict[str, 
     return records, negatives
 
 
+def _added_lines(repo: Path, files: list[tuple[dict, str, str]]) -> list[list[int]]:
+    """The lines each (commit record, path, blob) added to the file: one batched diff of those
+    commits (plain commits: diffed against their parent)."""
+    shas = list(dict.fromkeys(r["shas"][0] for r, _, _ in files))
+    mfs = {sha: {mf.new_path: mf for mf in diff}
+           for sha, diff in zip(shas, modified_files(open_repo(repo), [(s, None) for s in shas]), strict=True)}
+    return [[n for n, _ in mfs[r["shas"][0]][path].diff_parsed["added"]] for r, path, _ in files]
+
+
 def _file_sources(repo: Path, info, results: dict, records: list[dict], cutoff: str | None,
                   o: dict, cache: CommitCache | None) -> tuple[list[dict], str]:
     """FIM and docstring records: the train tree at the last mainline commit before the cutoff,
@@ -269,11 +290,12 @@ def _file_sources(repo: Path, info, results: dict, records: list[dict], cutoff: 
     fim_sha = before[-1] if before else mainline[0]
     train = sources.tree_blobs(open_repo(repo), fim_sha, o)
     # one held-out FIM file per path: the newest test commit's version, holes at its lines
-    newest = {path: (r, path, blob, added)
+    newest = {path: (r, path, blob)
               for r in sorted(records, key=lambda r: r["committed_at"])
               if r["split"] == "test" and r["kind"] == "commit"
-              for path, blob, added in results[r["shas"][0]]["fim"] if sources.fim_ok(path, o)}
-    test = list(newest.values())
+              for path, blob in results[r["shas"][0]]["fim"] if sources.fim_ok(path, o)}
+    test = [(r, path, blob, added) for (r, path, blob), added
+            in zip(newest.values(), _added_lines(repo, list(newest.values())), strict=True)]
     data = _blob_data(repo, [(p, b, None) for p, b in train] + [(p, b, a) for _, p, b, a in test],
                       o, cache)
     out = []

@@ -1,21 +1,21 @@
 """Mine one batch of commits end to end, in a worker process.
 
-Cheap signals first: the streaming `git log --numstat` pass (scan.py) classifies and filters
-every commit of the batch; only the survivors get a blob-size check (one `git cat-file
---batch-check`) and then their patches (diffs.py, one `git diff-tree --stdin`); secrets are
-redacted and MinHash signatures computed here too, so all per-commit work runs in parallel
-and its result can be cached by commit sha (cache.py).
+Cheap signals first: the streaming `git log --raw` pass (scan.py) classifies and filters
+every commit of the batch by message, author, paths and file count; only the survivors get a
+blob-size check (one `git cat-file --batch-check`) and then their patches (diffs.py, one
+`git diff-tree --stdin`), which give the line counts for the size filter; secrets are redacted
+and MinHash signatures computed here too, so all per-commit work runs in parallel and its
+result can be cached by commit sha (cache.py).
 """
 
 from __future__ import annotations
 
-import base64
 import subprocess
 from collections import Counter
 from typing import Any
 
 from harness.mine import dedup
-from harness.mine.diffs import modified_files, open_repo
+from harness.mine.diffs import line_counts, modified_files, open_repo
 from harness.mine.filters import (
     bot_reason,
     classify,
@@ -97,34 +97,32 @@ def _cheap(c: CommitMeta, o: dict, boundary: set[str], res: dict) -> list[FileSt
         return None
     files = []
     for f in c.files:
-        if reason := file_reason(f.path, f.new_mode, f.old_mode, f.added, o["skip_paths"]):
+        if reason := file_reason(f.path, f.new_mode, f.old_mode, o["skip_paths"]):
             res["files_dropped"][reason] += 1
         else:
             files.append(f)
-    return _size_check(kind.kind, files, o, res)
+    return _files_check(files, o, res)
 
 
-def _size_check(kind: str, files: list, o: dict, res: dict) -> list | None:
+def _files_check(files: list, o: dict, res: dict) -> list | None:
+    """The size filter's file-count half, decidable before any diff."""
     if not files:
         res["drop"] = "no_text_changes"
         return None
-    lo, hi = _limits(kind, o)
-    changed = sum(f.added + f.deleted for f in files)
-    if reason := size_reason(changed, len(files), lo, hi, o["max_files"]):
-        res["drop"] = reason
+    if len(files) > o["max_files"]:
+        res["drop"] = "too_many_files"
         return None
     return files
 
 
-def _fim_entries(files: list, mfs: dict, o: dict) -> list:
-    out = []
-    for f in files:
-        mf = mfs[f.path]
-        if f.path.endswith(tuple(o["fim_extensions"])) and f.status != "D":
-            added = [n for n, _ in mf.diff_parsed["added"]]
-            if added:
-                out.append([f.path, f.new_blob, added])
-    return out
+def _size_check(kind: str, files: list, o: dict, res: dict) -> list | None:
+    if _files_check(files, o, res) is None:
+        return None
+    lo, hi = _limits(kind, o)
+    if reason := size_reason(sum(f.added + f.deleted for f in files), len(files), lo, hi, o["max_files"]):
+        res["drop"] = reason
+        return None
+    return files
 
 
 def _read_blobs(repo: str, blobs: set[str]) -> dict[str, bytes]:
@@ -161,7 +159,8 @@ class _Scrub:
 
 def _prepare(c: CommitMeta, res: dict, files: list[FileStat], mfs: dict, o: dict,
              redact: _Scrub) -> tuple[str, list[FileDiff]] | None:
-    """Content checks and redaction of one surviving commit's files; (message, diffs)."""
+    """Content checks, line counts, the size filter and redaction of one surviving commit's
+    files; (message, diffs)."""
     kept = []
     for f in files:
         mf = mfs.get(f.path)
@@ -169,13 +168,17 @@ def _prepare(c: CommitMeta, res: dict, files: list[FileStat], mfs: dict, o: dict
             res["files_dropped"]["no_patch"] += 1
             continue
         raw = mf._c_diff.diff or b""  # the bytes git wrote, before PyDriller's lossy decode
-        if reason := content_reason(raw if isinstance(raw, bytes) else raw.encode(), o["max_line_chars"]):
+        counts = line_counts(raw)
+        if reason := ("binary" if counts is None else content_reason(raw, o["max_line_chars"])):
             res["files_dropped"][reason] += 1
             continue
+        f.added, f.deleted = counts
         kept.append(f)
     if _size_check(res["kind"], kept, o, res) is None:
         return None
-    res["fim"] = _fim_entries(kept, mfs, o)
+    # files a model can learn to fill in: the commit's FIM candidates (see stage._file_sources)
+    res["fim"] = [[f.path, f.new_blob] for f in kept
+                  if f.added and f.status != "D" and f.path.endswith(tuple(o["fim_extensions"]))]
     diffs = [FileDiff(f.old_path, f.path if f.status != "D" else None, redact(mfs[f.path].diff, f.path),
                       f.added, f.deleted, old_blob=f.old_blob if f.status != "A" else None)
              for f in kept]
@@ -196,19 +199,15 @@ def _record(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old: 
                                        int(o["fit_tokens"] * o["chars_per_token"]),
                                        o["context_lines"], redact)
     instruction = request + context
-    text = request + "\n" + response  # the change itself; the context is the repository's code
-    sh = dedup.shingles(text, o["dedup"]["ngram"])
-    sig, size = dedup.signature(text, o["dedup"]["num_perm"], o["dedup"]["ngram"], sh)
     rec = {
         "id": record_id(res["kind"], c.sha), "kind": res["kind"], "source": res["source"],
         "pr": res["pr"], "shas": [c.sha], "authored_at": c.authored_at, "committed_at": c.committed_at,
         "author_id": res["author_id"], "instruction": instruction, "response": response,
         "files": [d.path for d in diffs], "added": sum(d.added for d in diffs),
         "deleted": sum(d.deleted for d in diffs), "redactions": [],
-        "_sig": base64.b64encode(sig).decode(), "_size": size,
-        "_contaminated": bench.contained(sh) if bench else None,
+        # the change itself is compared; the context is the repository's code
+        **dedup.fingerprint(request, response, o["dedup"]["ngram"], o["dedup"]["num_perm"], bench),
     }
-    dedup.exact_key(rec)
     return rec
 
 
@@ -236,7 +235,7 @@ def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozens
     for c, res, files in survivors:
         small = [f for f in files if size(f) <= o["max_file_bytes"]]
         res["files_dropped"]["file_too_large"] += len(files) - len(small)
-        if _size_check(res["kind"], small, o, res) is None:
+        if _files_check(small, o, res) is None:
             continue
         # a big file we skip (a lockfile, a data dump) would weigh down the batch's patch
         # stream: such commits get their own diff, restricted to the files we keep

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 from conftest import RepoBuilder, distinct_function, make_cfg
 
 from harness.eval.benchmarks import load_humaneval, load_mbpp
@@ -13,10 +17,36 @@ from harness.mine.stage import run
 def test_a_pasted_function_matches_its_source_through_the_diff_markup():
     src = distinct_function("rate_limit", 20)
     diff = "--- a/x.py\n+++ b/x.py\n@@ -1,0 +1,25 @@\n" + "".join(f"+{line}\n" for line in src.split("\n"))
-    assert dedup.shingles(diff, 5) == dedup.shingles(src, 5)
+    assert dedup.shingles(diff, 5).tolist() == dedup.shingles(src, 5).tolist()
     other = distinct_function("rate_window", 20)
-    a, b = (dedup.minhash(dedup.signature(t, 128, 5)[0], 128) for t in (src, other))
-    assert a.jaccard(dedup.minhash(dedup.signature(diff, 128, 5)[0], 128)) == 1.0 and a.jaccard(b) < 0.2
+    a, b, c = (dedup.minhash(dedup.signature(dedup.shingles(t, 5), 128), 128) for t in (src, other, diff))
+    assert a.jaccard(c) == 1.0 and a.jaccard(b) < 0.2
+
+
+def test_tokens_are_words_and_single_punctuation_like_the_regex():
+    text = Path(json.__file__).read_text() + "x=ff(1)+0x1F  # ok\n\n\t__init__"
+    raw, starts, ends = dedup.token_spans(text)
+    assert [bytes(raw[a:b]).decode() for a, b in zip(starts, ends, strict=True)] == re.findall(r"\w+|[^\w\s]", text)
+    raw, starts, ends = dedup.token_spans("héllo wörld、ok")  # non-ASCII bytes are word bytes
+    assert [bytes(raw[a:b]).decode() for a, b in zip(starts, ends, strict=True)] == ["héllo", "wörld、ok"]
+
+
+def test_diff_markup_is_skipped():
+    diff = ("--- a/x.py\n+++ b/x.py\n@@ -1,3 +1,3 @@ def top():\n keep(1)\n-old = a - b\n+new = a + b\n"
+            "+++counter\n--- a header again")
+    raw, starts, ends = dedup.token_spans(diff)
+    tokens = [bytes(raw[a:b]).decode() for a, b in zip(starts, ends, strict=True)]
+    assert tokens == ["keep", "(", "1", ")", "old", "=", "a", "-", "b", "new", "=", "a", "+", "b", "+", "+", "counter"]
+
+
+def test_signatures_are_datasketch_minhashes_bit_for_bit():
+    from datasketch import MinHash
+
+    for text in (distinct_function("ledger", 30), "one two", ""):
+        sh = dedup.shingles(text, 5)
+        m = MinHash(num_perm=128, hashfunc=lambda x: x)  # datasketch's default scheme, affine32
+        m.update_batch(list(sh))
+        assert dedup.minhash(dedup.signature(sh, 128), 128).hashvalues.tolist() == m.hashvalues.tolist()
 
 
 def test_benchmark_solutions_are_found_inside_larger_text():
@@ -70,3 +100,38 @@ def test_duplicates_go_test_never_repeats_train_and_benchmarks_stay_out(tmp_path
     assert stats["sources"]["docstring"]["dropped"]["contaminated"] == 1
     assert he.reference.split("\n")[-2] not in "".join(r.get("content", "") + r.get("response", "")
                                                         for r in records if r["split"] == "train")
+
+
+def _datasketch_near_dedup(records, threshold, num_perm):
+    """The reference: datasketch's MinHashLSH, one record at a time."""
+    from datasketch import MinHashLSH
+
+    lsh, kept, dropped = MinHashLSH(threshold=threshold, num_perm=num_perm), [], []
+    for i, r in enumerate(records):
+        m = dedup.minhash(r["_sig"], num_perm)
+        if any(dedup.minhash(records[k]["_sig"], num_perm).jaccard(m) >= threshold for k in lsh.query(m)):
+            dropped.append(r["id"])
+            continue
+        lsh.insert(i, m)
+        kept.append(r["id"])
+    return kept, dropped
+
+
+def test_near_dedup_finds_what_datasketchs_lsh_index_finds():
+    import base64
+    import random
+
+    rng = random.Random(7)
+    words = [f"w{i}" for i in range(400)]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randint(30, 120))) for _ in range(150)]
+    for _ in range(150):  # edits of earlier texts, from tiny to large
+        base = rng.choice(texts).split()
+        for _ in range(rng.choice([0, 1, 2, 3, 5, 8])):
+            base[rng.randrange(len(base))] = rng.choice(words)
+        texts.append(" ".join(base))
+    records = [{"id": i, "split": "train", "_sig": base64.b64encode(dedup.signature(dedup.shingles(t, 5), 128)).decode()}
+               for i, t in enumerate(texts)]
+    kept, drops = dedup.near_dedup(records, 0.85, 128)
+    expected_kept, expected_dropped = _datasketch_near_dedup(records, 0.85, 128)
+    assert [r["id"] for r in kept] == expected_kept and [r["id"] for r, _ in drops] == expected_dropped
+    assert 30 < len(drops) < 120  # the edits straddle the threshold

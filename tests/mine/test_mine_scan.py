@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import RepoBuilder, distinct_function, git
 
-from harness.mine.diffs import modified_files, open_repo
+from harness.mine.diffs import line_counts, modified_files, open_repo
 from harness.mine.scan import scan
 
 
@@ -26,22 +26,16 @@ def odd_repo(tmp_path_factory):
     return b
 
 
-def test_scan_reads_metadata_and_numstat_like_git(odd_repo):
+def test_scan_reads_metadata_and_changed_files_like_git(odd_repo):
     shas = git(odd_repo.path, "rev-list", "--reverse", "--topo-order", "HEAD").split()
     metas = list(scan(odd_repo.path, shas))
     assert [m.sha for m in metas] == shas
-    for m in metas:
-        expected = git(odd_repo.path, "show", "-z", "--numstat", "-M", "--format=", "--diff-merges=first-parent", m.sha)
-        counts = sorted((-1, -1) if f.added is None else (f.added, f.deleted) for f in m.files)
-        got = sorted((-1, -1) if t[0] == "-" else (int(t[0]), int(t[1]))
-                     for t in (e.split("\t") for e in expected.split("\0") if "\t" in e))
-        assert counts == got, m.message
     root, renamed = metas[0], metas[1]
     assert root.parents == [] and {f.path for f in root.files} == {"a b.py", "ünï/cödé.py", 'quote"d.txt', "gone.py"}
     assert renamed.message.startswith("Rename with edits") and "\x1fodd separator" in renamed.message
     by_path = {f.path: f for f in renamed.files}
     assert by_path["ünï/renamed.py"].status == "R" and by_path["ünï/renamed.py"].old_path == "ünï/cödé.py"
-    assert by_path["gone.py"].status == "D" and by_path["blob.bin"].added is None
+    assert by_path["gone.py"].status == "D" and by_path["blob.bin"].status == "A"
     assert metas[-1].subject == "Merge pull request #3 from x/side" and len(metas[-1].parents) == 2
     assert [f.path for f in metas[-1].files] == ["side.py"]  # against the first parent
 
@@ -63,3 +57,13 @@ def test_batched_diffs_are_the_modified_files_pydriller_computes(odd_repo):
     merge = odd_repo.sha()
     [side] = modified_files(open_repo(odd_repo.path), [(merge, odd_repo.sha("HEAD^1"))])[0]
     assert side.new_path == "side.py" and side.added_lines == 11
+
+
+def test_line_counts_of_the_batched_diffs_are_gits_numstat(odd_repo):
+    shas = git(odd_repo.path, "rev-list", "--reverse", "--topo-order", "HEAD").split()
+    pairs = [(s, odd_repo.sha(f"{s}^1") if s == odd_repo.sha() else None) for s in shas]  # the merge
+    for (sha, _), mfs in zip(pairs, modified_files(open_repo(odd_repo.path), pairs), strict=True):
+        numstat = git(odd_repo.path, "show", "-z", "--numstat", "-M", "--format=", "--diff-merges=first-parent", sha)
+        expected = sorted((-1, -1) if t[0] == "-" else (int(t[0]), int(t[1]))
+                          for t in (e.split("\t") for e in numstat.split("\0") if "\t" in e))
+        assert sorted(line_counts(mf._c_diff.diff) or (-1, -1) for mf in mfs) == expected, sha
