@@ -5,7 +5,8 @@ per-commit work (`worker.KEYS`) and the miner's code, so results are stored in S
 `<cache_dir>/mine/commits.sqlite`, keyed by (hash of settings and code, sha): editing the
 miner can never serve results the new code would not produce. A run on a repository with a
 few new commits mines only those; a crash loses only the batches that were in flight (every
-finished batch is committed at once). Stored text is already redacted: no secret is cached.
+finished batch is committed at once, by the worker process that mined it: SQLite in WAL mode
+lets them write in turn). Stored text is already redacted: no secret is cached.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import json
 import sqlite3
 import zlib
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 
+@lru_cache(maxsize=1)
 def code_version() -> str:
     """Hash of the miner's source files."""
     h = hashlib.sha256()
@@ -29,22 +32,25 @@ def code_version() -> str:
 class CommitCache:
     def __init__(self, path: Path, key: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.spec = (str(path), key)  # what a worker process needs to open its own connection
         self.key = f"{code_version()}:{key}"
         self.db = sqlite3.connect(str(path), timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # a cache: a crash may lose the last batch
-        self.db.execute("CREATE TABLE IF NOT EXISTS results (key TEXT, sha TEXT, data BLOB, "
-                        "PRIMARY KEY (key, sha)) WITHOUT ROWID")
+        # rows are large (a commit's records): a rowid table with a separate (key, sha) index
+        # inserts them ~2x faster than a WITHOUT ROWID table, which keeps them in the index
+        self.db.execute("CREATE TABLE IF NOT EXISTS commit_results (key TEXT NOT NULL, "
+                        "sha TEXT NOT NULL, data BLOB NOT NULL, UNIQUE (key, sha))")
 
     def get(self, shas: Iterable[str]) -> dict[str, dict]:
         wanted = set(shas)
-        rows = self.db.execute("SELECT sha, data FROM results WHERE key = ?", (self.key,))
+        rows = self.db.execute("SELECT sha, data FROM commit_results WHERE key = ?", (self.key,))
         return {sha: json.loads(zlib.decompress(data)) for sha, data in rows if sha in wanted}
 
     def put(self, results: Iterable[dict]) -> None:
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO results VALUES (?, ?, ?)",
+                "INSERT OR REPLACE INTO commit_results VALUES (?, ?, ?)",
                 [(self.key, r["sha"], zlib.compress(json.dumps(r).encode(), 1)) for r in results])
 
     def close(self) -> None:

@@ -50,15 +50,16 @@ def _classes(raw: np.ndarray, diff: bool) -> np.ndarray:
     of every line count as space, so a pasted function matches its source."""
     cls = _CLASS[raw]
     if diff and len(raw):
-        starts = np.concatenate(([0], np.flatnonzero(raw[:-1] == 10) + 1))
-        b0, b1, b2, b3 = (np.concatenate((raw, np.zeros(4, np.uint8)))[starts + k] for k in range(4))
+        breaks = np.flatnonzero(raw == 10)
+        starts = np.concatenate(([0], breaks + 1))
+        b0, b1, b2, b3 = (raw.take(starts + k, mode="clip") for k in range(4))
         meta = (((b0 == 45) & (b1 == 45) & (b2 == 45) & (b3 == 32))       # "--- "
                 | ((b0 == 43) & (b1 == 43) & (b2 == 43) & (b3 == 32))     # "+++ "
                 | ((b0 == 64) & (b1 == 64) & (b2 == 32)))                 # "@@ "
-        cls[starts[(b0 == 43) | (b0 == 45)]] = _SPACE
-        if meta.any():
-            newline = raw == 10
-            cls[meta[np.cumsum(newline) - newline]] = _SPACE  # every byte of those lines
+        cls[starts[((b0 == 43) | (b0 == 45)) & (starts < len(raw))]] = _SPACE
+        ends = np.append(breaks, len(raw))
+        for i in np.flatnonzero(meta).tolist():  # a few header lines per file
+            cls[starts[i]:ends[i]] = _SPACE
     return cls
 
 
@@ -143,6 +144,12 @@ def fingerprint(request: str, response: str, ngram: int, num_perm: int,
     sh = shingle_hashes(np.concatenate((token_hashes(request), resp)), ngram)
     return {"_sig": base64.b64encode(signature(sh, num_perm)).decode(),
             "_contaminated": bench.contained(sh) if bench else None, "_key": _change_key(resp)}
+
+
+def contamination(text: str, ngram: int, bench: Benchmarks | None) -> str | None:
+    """The benchmark item `text` contains, if any (what a record needs that is never compared
+    for near duplicates, such as a whole FIM file)."""
+    return bench.contained(shingle_hashes(token_hashes(text), ngram)) if bench else None
 
 
 def minhash(sig: str | bytes, num_perm: int):

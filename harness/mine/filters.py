@@ -104,10 +104,16 @@ def content_reason(diff: bytes, max_line_chars: int) -> str | None:
         text = diff.decode("utf-8")
     except UnicodeDecodeError:
         return "non_utf8"
-    added = [line for line in text.split("\n") if line.startswith("+")]
-    if any(_GENERATED.search(line) for line in added[:10]):
+    lines = text.split("\n")
+    # fast paths (C loops over the whole patch) before looking at added lines one by one:
+    # every _GENERATED pattern holds "generated" or "not edit"; no line is long
+    lower = text.lower()
+    generated = ("generated" in lower or "not edit" in lower) and any(
+        _GENERATED.search(line) for line in [x for x in lines if x.startswith("+")][:10])
+    if generated:
         return "generated"
-    if any(len(line) > max_line_chars for line in added):
+    if max(map(len, lines)) > max_line_chars and any(
+            len(line) > max_line_chars and line.startswith("+") for line in lines):
         return "minified"
     return None
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import string
-from functools import cached_property
+from functools import lru_cache
 
 # What detect-secrets 1.5 misses: fine-grained GitHub tokens, PyPI tokens that are not the
 # pypi.org/test.pypi.org macaroon prefix, and the body of a PEM private key (it flags only
@@ -95,6 +95,36 @@ def slug(kind: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", kind.lower()).strip("-")
 
 
+@lru_cache(maxsize=1)
+def plugins():
+    """(keyword regex, combined regex-plugin patterns, type → plugin class): importing the
+    plugins compiles ~200 regexes, so call this before forking workers (they inherit it)."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.plugins.keyword import DENYLIST
+
+    classes = get_mapping_from_secret_type_to_class()
+    parts = []
+    for cls in classes.values():
+        for p in getattr(cls, "denylist", ()):
+            flags = "".join(f for f, v in (("i", re.I), ("s", re.S), ("x", re.X)) if p.flags & v)
+            parts.append(f"(?{flags}:{p.pattern})")
+    return re.compile("|".join(DENYLIST)), re.compile("|".join(parts), re.M), classes
+
+
+@lru_cache(maxsize=1)
+def _entropy():
+    """The entropy plugins' own checks: (quoted-string regex, high-entropy test)."""
+    from detect_secrets.plugins.high_entropy_strings import (
+        Base64HighEntropyString,
+        HexHighEntropyString,
+    )
+
+    b64, hx = Base64HighEntropyString(), HexHighEntropyString()
+    return b64.regex, lambda s: (hx.calculate_shannon_entropy(s) > hx.entropy_limit
+                                 if all(c in string.hexdigits for c in s)
+                                 else b64.calculate_shannon_entropy(s) > b64.entropy_limit)
+
+
 class Redactor:
     """Redact secrets from text (one per process: it remembers lines it has seen clean)."""
 
@@ -102,38 +132,11 @@ class Redactor:
         # lines that passed the gates: the same code recurs in diff context and code windows
         self._clean: set[str] = set()
 
-    @cached_property
-    def _plugins(self):
-        """(keyword regex, combined regex-plugin patterns, type → plugin class)."""
-        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
-        from detect_secrets.plugins.keyword import DENYLIST
-
-        classes = get_mapping_from_secret_type_to_class()
-        parts = []
-        for cls in classes.values():
-            for p in getattr(cls, "denylist", ()):
-                flags = "".join(f for f, v in (("i", re.I), ("s", re.S), ("x", re.X)) if p.flags & v)
-                parts.append(f"(?{flags}:{p.pattern})")
-        return re.compile("|".join(DENYLIST)), re.compile("|".join(parts), re.M), classes
-
-    @cached_property
-    def _entropy(self):
-        """The entropy plugins' own checks: (quoted-string regex, hex limit, base64 limit)."""
-        from detect_secrets.plugins.high_entropy_strings import (
-            Base64HighEntropyString,
-            HexHighEntropyString,
-        )
-
-        b64, hx = Base64HighEntropyString(), HexHighEntropyString()
-        return b64.regex, lambda s: (hx.calculate_shannon_entropy(s) > hx.entropy_limit
-                                     if all(c in string.hexdigits for c in s)
-                                     else b64.calculate_shannon_entropy(s) > b64.entropy_limit)
-
     def _candidates(self, text: str) -> list[int]:
         """Indices of the lines of `text` (split at "\n") any plugin could flag; lines seen
         clean before are not looked at again."""
-        keywords, patterns, _ = self._plugins
-        quoted, high = self._entropy
+        keywords, patterns, _ = plugins()
+        quoted, high = _entropy()
         hits = _gate(text)
         if not hits:
             return []
@@ -176,7 +179,7 @@ class Redactor:
         hits = self._candidates(text)
         if hits:
             lines = text.split("\n")
-            classes = self._plugins[2]
+            classes = plugins()[2]
             for idx, kind, value in self._scan([lines[i] for i in hits], filename):
                 i, cls = hits[idx], classes.get(kind)
                 if getattr(cls, "denylist", None):

@@ -107,11 +107,9 @@ def blob_data(repo: Repo, blob: str, path: str, o: dict, redactor: Redactor,
                             f"describe:\n{p['header']}")
         p.update(dedup.fingerprint(p["instruction"], p["body"], o["dedup"]["ngram"], o["dedup"]["num_perm"],
                                    bench))
-    signed = {"_sig": "", "_contaminated": None}
-    if added is None:
-        whole = dedup.fingerprint("", text, o["dedup"]["ngram"], o["dedup"]["num_perm"], bench)
-        signed = {"_sig": whole["_sig"], "_contaminated": whole["_contaminated"]}  # its key: content
-    return {"text": text, "redactions": sorted(set(kinds)), "pairs": pairs, **signed}
+    # a whole file is deduplicated by content, never by similarity: it needs no signature
+    dirty = dedup.contamination(text, o["dedup"]["ngram"], bench) if added is None else None
+    return {"text": text, "redactions": sorted(set(kinds)), "pairs": pairs, "_contaminated": dirty}
 
 
 def file_records(path: str, sha: str, date: str, split: str, d: dict, name: str,
@@ -120,8 +118,7 @@ def file_records(path: str, sha: str, date: str, split: str, d: dict, name: str,
     files, only the functions the test commit added: the rest was in the train tree)."""
     fim = {"id": record_id("fim", sha, path), "kind": "fim_source", "repo": name, "shas": [sha],
            "committed_at": date, "path": path, "content": d["text"], "split": split,
-           "redactions": d["redactions"], "_sig": d["_sig"],
-           "_contaminated": d["_contaminated"]}
+           "redactions": d["redactions"], "_contaminated": d["_contaminated"]}
     if added is not None:
         fim["added_lines"] = added
     docs = [{"id": record_id("docstring", sha, path, p["name"], str(p["line"])), "kind": "docstring",

@@ -25,7 +25,7 @@ import os
 import subprocess
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +40,7 @@ from harness.mine.cache import CommitCache
 from harness.mine.diffs import modified_files, open_repo
 from harness.mine.repo import git, github_slug, inspect
 from harness.mine.reviews import github_records
-from harness.mine.scan import GIT_SAFE
+from harness.mine.scan import GIT_SAFE, iso_utc
 from harness.mine.secrets import Redactor
 from harness.mine.worker import KEYS, blob_chunk, mine_chunk
 
@@ -95,20 +95,38 @@ class Stats:
                 for k, v in sorted(self.sources.items())}
 
 
-def _parallel(fn, repo: Path, batches: list[list], o: dict, desc: str, unit: str) -> Iterator[list]:
-    """Run `fn(repo, batch, o)` over the batches, in worker processes when there is more than
-    one batch; yield each batch's results as it completes, with a progress bar."""
-    workers = min(len(batches), _workers(o))
-    with tqdm(total=sum(map(len, batches)), desc=desc, unit=unit, disable=not batches) as bar:
-        if workers <= 1:
-            for batch in batches:
-                yield fn(str(repo), batch, o)
-                bar.update(len(batch))
-            return
-        # fork: workers start in milliseconds with everything imported (the benchmark index
-        # included), and never re-run the caller's __main__ as spawn/forkserver would
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {pool.submit(fn, str(repo), b, o): len(b) for b in batches}
+class _Workers:
+    """The worker processes of one run, forked once (after `worker.prepare`) and shared by its
+    phases, so that no phase pays for a second start; none when one process is asked for."""
+
+    def __init__(self, o: dict) -> None:
+        self.n, self.pool = _workers(o), None
+
+    def __enter__(self) -> _Workers:
+        if self.n > 1:
+            # fork: workers start in milliseconds with everything imported (the benchmark
+            # index included), and never re-run the caller's __main__ as spawn would
+            self.pool = ProcessPoolExecutor(max_workers=self.n,
+                                            mp_context=multiprocessing.get_context("fork"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool:
+            self.pool.shutdown(cancel_futures=True)
+
+    def map(self, fn, repo: Path, batches: list[list], o: dict, desc: str, unit: str,
+            queued: Callable[[], object] = lambda: None) -> Iterator[list]:
+        """`fn(repo, batch, o)` of every batch, yielded as each completes, with a progress bar;
+        `queued()` is called once every batch is queued (to queue more work behind them)."""
+        with tqdm(total=sum(map(len, batches)), desc=desc, unit=unit, disable=not batches) as bar:
+            if self.pool is None:
+                queued()
+                for batch in batches:
+                    yield fn(str(repo), batch, o)
+                    bar.update(len(batch))
+                return
+            futures = {self.pool.submit(fn, str(repo), b, o): len(b) for b in batches}
+            queued()
             for f in as_completed(futures):
                 yield f.result()
                 bar.update(futures[f])
@@ -128,20 +146,20 @@ def _batches(items: list, size: int, workers: int) -> list[list]:
     return [items[i * len(items) // n:(i + 1) * len(items) // n] for i in range(n)]
 
 
-def _mine_commits(repo: Path, shas: list[str], o: dict, boundary: set[str],
-                  cache: CommitCache | None) -> tuple[dict[str, dict], int]:
-    """Every commit's result, from the cache or mined now in parallel; (results, reused)."""
+def _mine_commits(repo: Path, shas: list[str], o: dict, boundary: set[str], cache: CommitCache | None,
+                  workers: _Workers, queued: Callable[[], object]) -> tuple[dict[str, dict], int]:
+    """Every commit's result, from the cache or mined now in parallel; (results, reused).
+    `queued()` runs once the batches are queued."""
     results = cache.get(shas) if cache else {}
     reused = len(results)
     todo = [s for s in shas if s not in results]
-    batches = _batches(todo, int(o["chunk_size"]), _workers(o))
+    batches = _batches(todo, int(o["chunk_size"]), workers.n)
     log.info("%d commits: %d from the cache, %d to mine in %d batch(es)", len(shas), reused,
              len(todo), len(batches))
-    fn = functools.partial(mine_chunk, boundary=boundary)
-    for batch in _parallel(fn, repo, batches, o, "mining commits", "commit"):
+    # each batch is cached by its worker as it completes: a crash loses only those in flight
+    fn = functools.partial(mine_chunk, boundary=boundary, cache=cache.spec if cache else None)
+    for batch in workers.map(fn, repo, batches, o, "mining commits", "commit", queued):
         results.update((r["sha"], r) for r in batch)
-        if cache:
-            cache.put(batch)  # committed per batch: a crash loses only the batches in flight
     return results, reused
 
 
@@ -162,8 +180,9 @@ def _pull_commits(repo: Path, pulls: dict[int, str], head: str) -> dict[str, int
     return out
 
 
-def _cutoff(records: list[dict], o: dict) -> str | None:
-    """Test = records committed at or after the cutoff: a date, or the newest fraction."""
+def _cutoff(dates: list[str], o: dict) -> str | None:
+    """Test = records committed at or after the cutoff: a date, or the newest fraction of the
+    commit dates (sorted) given."""
     if o.get("test_cutoff"):
         try:
             when = datetime.fromisoformat(str(o["test_cutoff"]))
@@ -171,11 +190,16 @@ def _cutoff(records: list[dict], o: dict) -> str | None:
             raise HarnessError(f"data.mine.test_cutoff={o['test_cutoff']!r} is not an ISO date. "
                                "Fix: use e.g. 2024-06-01 or 2024-06-01T12:00:00+00:00.") from e
         return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
-    dates = sorted(r["committed_at"] for r in records if r["kind"] == "commit")
     if len(dates) < 2:
         return None
     n_test = min(len(dates) - 1, max(1, math.floor(o["test_fraction"] * len(dates))))
     return dates[-n_test]
+
+
+def _fim_commit(mainline: list[str], date_of: dict[str, str], cutoff: str | None) -> str:
+    """The train FIM tree's commit: the last mainline commit before the cutoff."""
+    before = [s for s in mainline if s in date_of and (cutoff is None or date_of[s] < cutoff)]
+    return before[-1] if before else mainline[0]
 
 
 def _author_cap(records: list[dict], share: float, stats: Stats) -> list[dict]:
@@ -196,20 +220,44 @@ def _author_cap(records: list[dict], share: float, stats: Stats) -> list[dict]:
     return [r for r in records if r["id"] not in dropped]
 
 
+def _blob_key(path: str, blob: str, added: list[int] | None) -> str:
+    return f"blob:{blob}:{Path(path).suffix}:{stable_hash(added)[:12]}"
+
+
+def _deal(items: list, n: int) -> list[list]:
+    """`items` dealt out over `n` batches like cards: whole files are few but heavy (parse,
+    redact, sign), so large and small ones are shared evenly."""
+    n = min(len(items), n)
+    return [items[i::n] for i in range(n)]
+
+
+def _prefetch(workers: _Workers, repo: Path, mainline: list[str], date_of: dict[str, str], o: dict,
+              cache: CommitCache | None) -> list:
+    """Futures reading the train FIM tree at the cutoff the whole history suggests, queued
+    behind the commit batches so that they keep the workers busy while the last batches
+    finish. The real cutoff (from the kept commits) is known only once every commit is mined;
+    the tree then is mostly the same files, and only those that differ are read at that
+    point."""
+    if workers.pool is None:
+        return []
+    fim_sha = _fim_commit(mainline, date_of, _cutoff(sorted(date_of.values()), o))
+    items = [(_blob_key(p, b, None), p, b, None) for p, b in sources.tree_blobs(open_repo(repo), fim_sha, o)]
+    hits = cache.get([k for k, *_ in items]) if cache else {}
+    return [workers.pool.submit(blob_chunk, str(repo), batch, o, cache.spec if cache else None)
+            for batch in _deal([i for i in items if i[0] not in hits], workers.n)]
+
+
 def _blob_data(repo: Path, items: list[tuple[str, str, list[int] | None]], o: dict,
-               cache: CommitCache | None) -> list[dict | None]:
+               cache: CommitCache | None, workers: _Workers, prefetched: list) -> list[dict | None]:
     """Derived data of each (path, blob, added lines or None for train), cached."""
-    keys = [f"blob:{b}:{Path(p).suffix}:{stable_hash(a)[:12]}" for p, b, a in items]
+    keys = [_blob_key(p, b, a) for p, b, a in items]
     hits = cache.get(keys) if cache else {}
+    for future in prefetched:
+        hits.update((r["sha"], r) for r in future.result())
     todo = list({k: (k, p, b, a) for k, (p, b, a) in zip(keys, items, strict=True) if k not in hits}.values())
-    # whole files are few but heavy (parse, redact, sign): dealt out over the workers like
-    # cards, so that the large train files and the small test ones are shared evenly
-    n = min(len(todo), _workers(o))
-    batches = [todo[i::n] for i in range(n)]
-    for batch in _parallel(blob_chunk, repo, batches, o, "reading files", "file"):
+    fn = functools.partial(blob_chunk, cache=cache.spec if cache else None)
+    for batch in workers.map(fn, repo, _deal(todo, workers.n), o, "reading files", "file"):
         hits.update((r["sha"], r) for r in batch)
-        if cache:
-            cache.put(batch)
     return [hits[k]["data"] for k in keys]
 
 
@@ -281,13 +329,12 @@ def _added_lines(repo: Path, files: list[tuple[dict, str, str]]) -> list[list[in
     return [[n for n, _ in mfs[r["shas"][0]][path].diff_parsed["added"]] for r, path, _ in files]
 
 
-def _file_sources(repo: Path, info, results: dict, records: list[dict], cutoff: str | None,
-                  o: dict, cache: CommitCache | None) -> tuple[list[dict], str]:
+def _file_sources(repo: Path, info, mainline: list[str], results: dict, records: list[dict],
+                  cutoff: str | None, o: dict, cache: CommitCache | None, workers: _Workers,
+                  prefetched: list) -> tuple[list[dict], str]:
     """FIM and docstring records: the train tree at the last mainline commit before the cutoff,
     and the files test commits changed; (records, the train tree's commit)."""
-    mainline = _lines(repo, "rev-list", "--first-parent", "--reverse", info.head)
-    before = [s for s in mainline if s in results and (cutoff is None or results[s]["committed_at"] < cutoff)]
-    fim_sha = before[-1] if before else mainline[0]
+    fim_sha = _fim_commit(mainline, {s: r["committed_at"] for s, r in results.items()}, cutoff)
     train = sources.tree_blobs(open_repo(repo), fim_sha, o)
     # one held-out FIM file per path: the newest test commit's version, holes at its lines
     newest = {path: (r, path, blob)
@@ -297,7 +344,7 @@ def _file_sources(repo: Path, info, results: dict, records: list[dict], cutoff: 
     test = [(r, path, blob, added) for (r, path, blob), added
             in zip(newest.values(), _added_lines(repo, list(newest.values())), strict=True)]
     data = _blob_data(repo, [(p, b, None) for p, b in train] + [(p, b, a) for _, p, b, a in test],
-                      o, cache)
+                      o, cache, workers, prefetched)
     out = []
     for (path, _), d in zip(train, data, strict=False):
         if d is not None:
@@ -346,11 +393,17 @@ def run(cfg: DictConfig, out: Path) -> dict:
     cache = (CommitCache(Path(cfg.cache_dir).expanduser() / "mine" / "commits.sqlite",
                          stable_hash({k: o[k] for k in KEYS})) if o["cache"] else None)
     redactor, stats, clock = Redactor(), Stats(), _Clock()
-    with contextlib.closing(cache) if cache else contextlib.nullcontext():
+    with contextlib.closing(cache) if cache else contextlib.nullcontext(), _Workers(o) as workers:
         pulls = _pull_commits(repo, info.pull_heads, info.head)
-        shas = _lines(repo, "rev-list", "--reverse", "--date-order", info.head, *info.pull_heads.values())
-        worker.load_benchmarks(o)  # before the workers fork: they inherit the index
-        results, reused = _mine_commits(repo, shas, o, set(info.shallow_boundary), cache)
+        listed = _lines(repo, "rev-list", "--reverse", "--date-order", "--timestamp", info.head,
+                        *info.pull_heads.values())
+        shas, date_of = listed[1::2], {s: iso_utc(int(t)) for t, s in zip(listed[0::2], listed[1::2], strict=True)}
+        mainline = _lines(repo, "rev-list", "--first-parent", "--reverse", info.head)
+        worker.prepare(o)  # before the workers fork: they inherit what it builds
+        prefetched: list = []
+        results, reused = _mine_commits(
+            repo, shas, o, set(info.shallow_boundary), cache, workers,
+            lambda: prefetched.extend(_prefetch(workers, repo, mainline, date_of, o, cache)))
         records, negatives = _commit_records(results, shas, pulls, info.name, stats)
         clock.lap("commits")
 
@@ -366,10 +419,11 @@ def run(cfg: DictConfig, out: Path) -> dict:
         records, dups = dedup.exact_dedup(sorted(records, key=lambda r: (r["committed_at"], r["id"])))
         for r in dups:
             stats.drop(r["kind"], "exact_duplicate")
-        cutoff = _cutoff(records, o)
+        cutoff = _cutoff([r["committed_at"] for r in records if r["kind"] == "commit"], o)
         for r in [*records, *negatives]:
             r["split"] = "test" if cutoff and r["committed_at"] >= cutoff else "train"
-        files, fim_sha = _file_sources(repo, info, results, records, cutoff, o, cache)
+        files, fim_sha = _file_sources(repo, info, mainline, results, records, cutoff, o, cache,
+                                       workers, prefetched)
         for f in files:
             stats.seen(f["kind"])
         clock.lap("files")

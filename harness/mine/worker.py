@@ -10,11 +10,14 @@ result can be cached by commit sha (cache.py).
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from harness.mine import dedup
+from harness.mine import dedup, secrets
+from harness.mine.cache import CommitCache
 from harness.mine.diffs import line_counts, modified_files, open_repo
 from harness.mine.filters import (
     bot_reason,
@@ -37,14 +40,26 @@ HEAVY_BYTES = 100_000
 _STATE: dict[str, Any] = {}
 
 
+def _cache(spec: tuple[str, str] | None) -> CommitCache | None:
+    """This process's connection to the per-commit cache (a forked worker opens its own)."""
+    if spec is None:
+        return None
+    if _STATE.get("cache_of") != (spec, os.getpid()):
+        _STATE.update(cache_of=(spec, os.getpid()), cache=CommitCache(Path(spec[0]), spec[1]))
+    return _STATE["cache"]
+
+
 def _repo(path: str):
     if _STATE.get("path") != path:
         _STATE.update(path=path, repo=open_repo(path), redactor=Redactor())
     return _STATE["repo"], _STATE["redactor"]
 
 
-def load_benchmarks(o: dict) -> None:
-    """Index the benchmarks for decontamination once per process (workers inherit it)."""
+def prepare(o: dict) -> None:
+    """Build once per process what every batch needs: the benchmark index for
+    decontamination and the secret scanners' compiled patterns. Called before the workers
+    fork, so that they inherit both instead of each building its own."""
+    secrets.plugins()
     d = o["dedup"]
     key = (d["ngram"], d["contamination_threshold"], d["decontaminate"])
     if _STATE.get("bench_key") != key:
@@ -215,10 +230,12 @@ def bench() -> dedup.Benchmarks | None:
     return _STATE.get("bench")
 
 
-def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozenset()) -> list[dict]:
-    """Results for `shas`, one dict per commit (see `stage.py` for how they are combined)."""
+def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozenset(),
+               cache: tuple[str, str] | None = None) -> list[dict]:
+    """Results for `shas`, one dict per commit (see `stage.py` for how they are combined),
+    stored in the cache `cache` (a `CommitCache.spec`) before they are returned."""
     grepo, redactor = _repo(repo)
-    load_benchmarks(o)
+    prepare(o)
     results, survivors = [], []
     for c in scan(repo, shas):
         res: dict = {"sha": c.sha, "committed_at": c.committed_at, "author_id": author_id(c.author_email),
@@ -260,14 +277,21 @@ def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozens
         res["records"].append(rec)
     for res in results:
         res["files_dropped"] = dict(res["files_dropped"])
+    if db := _cache(cache):
+        db.put(results)
     return results
 
 
-def blob_chunk(repo: str, items: list[tuple[str, str, str, list[int] | None]], o: dict) -> list[dict]:
-    """Derived data of whole files (sources.blob_data) for `(key, path, blob, added)` items."""
+def blob_chunk(repo: str, items: list[tuple[str, str, str, list[int] | None]], o: dict,
+               cache: tuple[str, str] | None = None) -> list[dict]:
+    """Derived data of whole files (sources.blob_data) for `(key, path, blob, added)` items,
+    stored in the cache `cache` too."""
     from harness.mine.sources import blob_data
 
     grepo, redactor = _repo(repo)
-    load_benchmarks(o)
-    return [{"sha": key, "data": blob_data(grepo, blob, path, o, redactor, bench(), added)}
-            for key, path, blob, added in items]
+    prepare(o)
+    out = [{"sha": key, "data": blob_data(grepo, blob, path, o, redactor, bench(), added)}
+           for key, path, blob, added in items]
+    if db := _cache(cache):
+        db.put(out)
+    return out

@@ -46,11 +46,11 @@ def test_only_settings_that_shape_a_commit_invalidate_it(tmp_path, repo):
 def test_a_crash_keeps_the_finished_batches(tmp_path, repo, monkeypatch):
     real, calls = stage.mine_chunk, []
 
-    def flaky(repo_path, shas, o, boundary=frozenset()):
+    def flaky(repo_path, shas, o, **kwargs):
         calls.append(len(shas))
         if len(calls) == 3:
             raise RuntimeError("power cut")
-        return real(repo_path, shas, o, boundary)
+        return real(repo_path, shas, o, **kwargs)
 
     monkeypatch.setattr(stage, "mine_chunk", flaky)
     with pytest.raises(RuntimeError, match="power cut"):

@@ -87,7 +87,7 @@ def test_no_planted_secret_survives_in_any_output_or_cache_file(tmp_path):
         if f.is_file() and f.suffix not in (".sqlite", ".sqlite-wal", ".sqlite-shm"):
             texts.append(f.read_bytes().decode("utf-8", "replace"))
     db = sqlite3.connect(tmp_path / "cache" / "mine" / "commits.sqlite")
-    texts += [zlib.decompress(data).decode() for (data,) in db.execute("SELECT data FROM results")]
+    texts += [zlib.decompress(data).decode() for (data,) in db.execute("SELECT data FROM commit_results")]
     assert len(texts) > 10
     for kind, value in s.items():
         assert not any(value in t for t in texts), f"{kind} survived"
