@@ -14,7 +14,11 @@ merged with merge commits, by a handful of authors. On that one repository, in o
 - re-mining: the stage runner on the unchanged repository (`harness mine` again), `run` again
   with the per-commit cache warm, and `run` after a few new commits.
 
-    .venv/bin/python bench/bench_mine.py [--commits N] [--new K] [--workers W]
+This machine's speed drifts by a third within minutes, so raw git and the cold miner are run
+`--repeats` times in turn (each cold run in a fresh process with an empty cache: nothing from
+an earlier run helps it) and the median ratio of adjacent pairs is reported.
+
+    .venv/bin/python bench/bench_mine.py [--commits N] [--new K] [--workers W] [--repeats R]
 
 Prints a table and writes bench/results/bench_mine.json.
 """
@@ -26,6 +30,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -184,6 +189,19 @@ def config(repo: Path, run_dir: Path, cache: Path, workers: int):
                                             f"data.mine.workers={workers}"])
 
 
+def cold_once(repo: Path, workers: int) -> float:
+    """Seconds of one cold-cache miner run in a fresh process (imports not counted)."""
+    code = ("import sys, tempfile, time; from pathlib import Path; "
+            f"sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench_mine as b; "
+            "import harness.mine.stage, datasketch, detect_secrets.core.scan; "
+            "d = Path(tempfile.mkdtemp(prefix='bench-mine-cold-')); (d / 'out').mkdir(); "
+            f"cfg = b.config(Path({str(repo)!r}), d / 'run', d / 'cache', {workers}); "
+            "t = time.perf_counter(); harness.mine.stage.run(cfg, d / 'out'); "
+            "print(time.perf_counter() - t); import shutil; shutil.rmtree(d)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(res.stdout.split()[-1])
+
+
 def miner(repo: Path, tmp: Path, name: str, cache: Path, workers: int) -> tuple[float, dict]:
     from harness.mine.stage import run
 
@@ -221,6 +239,7 @@ def main() -> None:
     ap.add_argument("--commits", type=int, default=5000)
     ap.add_argument("--new", type=int, default=20, help="commits added for the incremental run")
     ap.add_argument("--workers", type=int, default=0, help="miner processes (0: one per CPU)")
+    ap.add_argument("--repeats", type=int, default=5, help="raw git / cold miner pairs")
     args = ap.parse_args()
     import datasketch  # noqa: F401  (imports are process start-up, not mining: load them first)
     import detect_secrets.core.scan  # noqa: F401
@@ -233,26 +252,28 @@ def main() -> None:
         t_gen, _ = _timed(lambda: generate(repo, args.commits))
         n = int(subprocess.run(["git", "-C", str(repo), "rev-list", "--count", "HEAD"],
                                capture_output=True, text=True, check=True).stdout)
-        t_git = raw_git(repo)
+        pairs = [(raw_git(repo), cold_once(repo, args.workers)) for _ in range(args.repeats)]
+        t_git = statistics.median(g for g, _ in pairs)
         t_naive = naive_pydriller(repo)
         cache = tmp / "cache"
-        t_mine, stats = miner(repo, tmp, "cold", cache, args.workers)
+        _, stats = miner(repo, tmp, "cold", cache, args.workers)  # fills the cache
+        t_mine = statistics.median(m for _, m in pairs)
         t_warm, _ = miner(repo, tmp, "warm", cache, args.workers)
         t_stage1, t_stage2 = stage_rerun(repo, tmp, tmp / "cache-stage", args.workers)
         add_commits(repo, args.new)
         t_incr, incr = miner(repo, tmp, "incremental", cache, args.workers)
 
     rows = [
-        ("raw git log -p --numstat", n, t_git),
+        (f"raw git log -p --numstat (median of {args.repeats})", n, t_git),
         ("naive PyDriller loop", n, t_naive),
-        ("miner (cold cache)", n, t_mine),
+        (f"miner, cold cache (median of {args.repeats})", n, t_mine),
         ("miner again, per-commit cache warm", n, t_warm),
         (f"miner after {args.new} new commits", n + args.new, t_incr),
         ("harness mine, first", n, t_stage1),
         ("harness mine, unchanged repo", n, t_stage2),
     ]
     ratios = {
-        "miner_vs_raw_git": (n / t_mine) / (n / t_git),
+        "miner_vs_raw_git": statistics.median(g / m for g, m in pairs),
         "miner_vs_naive_pydriller": (n / t_mine) / (n / t_naive),
         "naive_pydriller_vs_raw_git": (n / t_naive) / (n / t_git),
         "warm_rerun_over_cold": t_warm / t_mine,
@@ -260,9 +281,9 @@ def main() -> None:
         "stage_unchanged_over_first": t_stage2 / t_stage1,
     }
     print(f"repository: {n} commits generated in {t_gen:.1f} s; {os.cpu_count()} CPUs\n")
-    print(f"{'':40} {'commits':>8} {'seconds':>9} {'commits/s':>10}")
+    print(f"{'':46} {'commits':>8} {'seconds':>9} {'commits/s':>10}")
     for name, k, t in rows:
-        print(f"{name:40} {k:>8} {t:>9.2f} {k / t:>10.0f}")
+        print(f"{name:46} {k:>8} {t:>9.2f} {k / t:>10.0f}")
     print()
     for k, v in ratios.items():
         print(f"{k:32} {v:8.3f}")
@@ -273,7 +294,8 @@ def main() -> None:
     out.write_text(json.dumps({
         "commits": n, "new_commits": args.new, "cpus": os.cpu_count(),
         "python": platform.python_version(), "seconds": {name: t for name, _, t in rows},
-        "ratios": ratios, "kept": stats["kept"], "dropped": stats["dropped"],
+        "ratios": ratios, "pairs_raw_git_vs_cold_miner": pairs,
+        "kept": stats["kept"], "dropped": stats["dropped"],
     }, indent=2) + "\n")
     print(f"wrote {out}")
 

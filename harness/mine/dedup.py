@@ -202,23 +202,27 @@ def near_dedup(records: list[dict], threshold: float,
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     sigs = np.stack([np.frombuffer(base64.b64decode(r["_sig"]), dtype="<u4") for r in records])
     bands = sigs[:, :lsh.b * lsh.r].reshape(len(records), lsh.b, lsh.r).astype(_U64)
-    keys = np.zeros((len(records), lsh.b), dtype=_U64)
+    keys = np.arange(lsh.b, dtype=_U64)  # the band's number, so that bands never share a key
     for k in range(lsh.r):  # a 64-bit polynomial hash of each band's values
         keys = keys * _U64(0x9E3779B97F4A7C15) + bands[:, :, k]
-    buckets: dict[tuple[int, int], list[int]] = {}
-    kept, drops, split_of = [], [], {}
-    for i, (r, row) in enumerate(zip(records, keys.tolist(), strict=True)):
-        near = {j for band, key in enumerate(row) for j in buckets.get((band, key), ())}
+    # a record that shares no bucket with any other is kept and is nobody's candidate: only
+    # the others go through the sequential pass
+    _, inverse, counts = np.unique(keys.ravel(), return_inverse=True, return_counts=True)
+    shared = (counts[inverse] > 1).reshape(keys.shape).any(axis=1)
+    buckets: dict[int, list[int]] = {}
+    dropped: dict[int, str] = {}
+    for i in np.flatnonzero(shared).tolist():
+        row = keys[i].tolist()
+        near = {j for key in row for j in buckets.get(key, ())}
         hits = [j for j in near if np.count_nonzero(sigs[i] == sigs[j]) / num_perm >= threshold]
         if hits:
-            cross = r["split"] == "test" and any(split_of[j] == "train" for j in hits)
-            drops.append((r, "near_duplicate_of_train" if cross else "near_duplicate"))
+            cross = records[i]["split"] == "test" and any(records[j]["split"] == "train" for j in hits)
+            dropped[i] = "near_duplicate_of_train" if cross else "near_duplicate"
             continue
-        for band, key in enumerate(row):
-            buckets.setdefault((band, key), []).append(i)
-        split_of[i] = r["split"]
-        kept.append(r)
-    return kept, drops
+        for key in row:
+            buckets.setdefault(key, []).append(i)
+    return ([r for i, r in enumerate(records) if i not in dropped],
+            [(records[i], reason) for i, reason in sorted(dropped.items())])
 
 
 _FILTER_MASK = np.uint32((1 << 22) - 1)
@@ -260,8 +264,13 @@ class Benchmarks:
         if not len(self.keys):
             return None
         sh = sh[self.maybe[sh & _FILTER_MASK]]
+        if len(sh) < self.min_hits:  # (counts with repeats: an upper bound of the distinct)
+            return None
         at = np.minimum(np.searchsorted(self.keys, sh), len(self.keys) - 1)
-        at = np.unique(at[self.keys[at] == sh])  # index of each distinct shingle found
+        at = at[self.keys[at] == sh]
+        if len(at) < self.min_hits:
+            return None
+        at = np.unique(at)  # index of each distinct shingle found
         if len(at) < self.min_hits:
             return None
         lens = self.starts[at + 1] - self.starts[at]

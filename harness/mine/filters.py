@@ -68,10 +68,10 @@ def bot_reason(author_name: str, author_email: str, message: str, patterns: Sequ
 
 
 def message_reason(message: str, min_chars: int) -> str | None:
-    subject = message.strip().splitlines()[0] if message.strip() else ""
-    if len(message.strip()) < min_chars:
+    text = message.strip()
+    if len(text) < min_chars:
         return "short_message"
-    if _LOW_INFO.match(subject) and len(message.strip().splitlines()) == 1:
+    if _LOW_INFO.match(text) and len(text.splitlines()) == 1:
         return "low_info_message"
     return None
 

@@ -26,7 +26,7 @@ import subprocess
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -394,12 +394,14 @@ def run(cfg: DictConfig, out: Path) -> dict:
                          stable_hash({k: o[k] for k in KEYS})) if o["cache"] else None)
     redactor, stats, clock = Redactor(), Stats(), _Clock()
     with contextlib.closing(cache) if cache else contextlib.nullcontext(), _Workers(o) as workers:
-        pulls = _pull_commits(repo, info.pull_heads, info.head)
-        listed = _lines(repo, "rev-list", "--reverse", "--date-order", "--timestamp", info.head,
-                        *info.pull_heads.values())
+        with ThreadPoolExecutor(3) as git_calls:  # git runs while `prepare` computes
+            pulls = git_calls.submit(_pull_commits, repo, info.pull_heads, info.head)
+            listed = git_calls.submit(_lines, repo, "rev-list", "--reverse", "--date-order", "--timestamp",
+                                      info.head, *info.pull_heads.values())
+            mainline = git_calls.submit(_lines, repo, "rev-list", "--first-parent", "--reverse", info.head)
+            worker.prepare(o)  # before the workers fork: they inherit what it builds
+            pulls, listed, mainline = pulls.result(), listed.result(), mainline.result()
         shas, date_of = listed[1::2], {s: iso_utc(int(t)) for t, s in zip(listed[0::2], listed[1::2], strict=True)}
-        mainline = _lines(repo, "rev-list", "--first-parent", "--reverse", info.head)
-        worker.prepare(o)  # before the workers fork: they inherit what it builds
         prefetched: list = []
         results, reused = _mine_commits(
             repo, shas, o, set(info.shallow_boundary), cache, workers,
