@@ -74,9 +74,13 @@ def token_spans(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def token_hashes(text: str) -> np.ndarray:
-    """A 64-bit polynomial hash of each token, from prefix sums: hash(b[s:e]) = sum of
-    b[j] * base**(j - s) = (P[e] - P[s]) * base**-s, all modulo 2**64."""
-    raw, starts, ends = token_spans(text)
+    """A 64-bit polynomial hash of each token of `text`."""
+    return _hashes(*token_spans(text))
+
+
+def _hashes(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The hash of each token from prefix sums: hash(b[s:e]) = sum of b[j] * base**(j - s) =
+    (P[e] - P[s]) * base**-s, all modulo 2**64."""
     if not len(starts):
         return np.empty(0, dtype=_U64)
     up, down = _powers(len(raw))
@@ -240,13 +244,19 @@ class Benchmarks:
         from harness.eval.benchmarks import load_humaneval, load_mbpp
 
         self.threshold, self.names, parts = threshold, [], []
-        for p in [*load_humaneval(), *load_mbpp(split="all")]:
-            solution = p.reference.split(p.prompt, 1)[-1] if p.task == "humaneval" else p.reference
-            for text in (p.prompt, solution):
-                sh = shingles(text, ngram)
-                if len(sh) >= min_shingles:
-                    parts.append(sh)
-                    self.names.append(p.task_id)
+        items = [(p.task_id, text) for p in [*load_humaneval(), *load_mbpp(split="all")]
+                 for text in (p.prompt, p.reference.split(p.prompt, 1)[-1] if p.task == "humaneval" else p.reference)]
+        # one tokenisation of all texts, joined at line breaks (never inside a token), cut
+        # back into texts at their byte offsets
+        raw, starts, ends = token_spans("\n".join(text for _, text in items))
+        tokens = _hashes(raw, starts, ends)
+        offsets = np.cumsum([0] + [len(text.encode("utf-8", "surrogatepass")) + 1 for _, text in items])
+        cuts = np.searchsorted(starts, offsets).tolist()
+        for (name, _), a, b in zip(items, cuts, cuts[1:], strict=False):
+            sh = np.unique(shingle_hashes(tokens[a:b], ngram))
+            if len(sh) >= min_shingles:
+                parts.append(sh)
+                self.names.append(name)
         self.sizes = np.array([len(sh) for sh in parts], dtype=np.int64)
         flat = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint32)
         order = np.argsort(flat, kind="stable")
