@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import logging
 import math
 import multiprocessing
@@ -100,7 +101,13 @@ class _Workers:
     phases, so that no phase pays for a second start; none when one process is asked for."""
 
     def __init__(self, o: dict) -> None:
-        self.n, self.pool = _workers(o), None
+        self.n, self.pool, self.frozen = _workers(o), None, False
+
+    def freeze(self) -> None:
+        """Exempt what exists now from garbage collection until the run ends: forked workers
+        then keep sharing its memory pages with this process instead of copying them."""
+        gc.freeze()
+        self.frozen = True
 
     def __enter__(self) -> _Workers:
         if self.n > 1:
@@ -113,6 +120,8 @@ class _Workers:
     def __exit__(self, *exc) -> None:
         if self.pool:
             self.pool.shutdown(cancel_futures=True)
+        if self.frozen:
+            gc.unfreeze()
 
     def map(self, fn, repo: Path, batches: list[list], o: dict, desc: str, unit: str,
             queued: Callable[[], object] = lambda: None) -> Iterator[list]:
@@ -401,6 +410,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
             mainline = git_calls.submit(_lines, repo, "rev-list", "--first-parent", "--reverse", info.head)
             worker.prepare(o)  # before the workers fork: they inherit what it builds
             pulls, listed, mainline = pulls.result(), listed.result(), mainline.result()
+        workers.freeze()
         shas, date_of = listed[1::2], {s: iso_utc(int(t)) for t, s in zip(listed[0::2], listed[1::2], strict=True)}
         prefetched: list = []
         results, reused = _mine_commits(
