@@ -36,9 +36,15 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
-    """Write rows as JSON lines atomically; returns the row count."""
-    lines = [json.dumps(r, ensure_ascii=False, sort_keys=True, default=str) for r in rows]
+def jsonl_line(row: dict) -> str:
+    """One row as `write_jsonl` writes it (for callers that encode rows ahead of writing)."""
+    return json.dumps(row, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict | str]) -> int:
+    """Write rows (dicts, or lines from `jsonl_line`) as JSON lines atomically; returns the
+    row count."""
+    lines = [r if isinstance(r, str) else jsonl_line(r) for r in rows]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
     return len(lines)
 

@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, sha256_file, stable_hash, write_jsonl
+from harness.io import atomic_write_json, jsonl_line, sha256_file, stable_hash, write_jsonl
 from harness.mine import dedup, github, sources, worker
 from harness.mine.cache import CommitCache
 from harness.mine.diffs import modified_files, open_repo
@@ -434,6 +434,8 @@ def run(cfg: DictConfig, out: Path) -> dict:
         cutoff = _cutoff([r["committed_at"] for r in records if r["kind"] == "commit"], o)
         for r in [*records, *negatives]:
             r["split"] = "test" if cutoff and r["committed_at"] >= cutoff else "train"
+        # final from here on: encoded while the workers read files, not after everything
+        encoded = {r["id"]: jsonl_line(_public(r)) for r in records}
         files, fim_sha = _file_sources(repo, info, mainline, results, records, cutoff, o, cache,
                                        workers, prefetched)
         for f in files:
@@ -463,7 +465,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "github": gh_info or None,
         "kept": {f"{k}/{s}": n for (k, s), n in sorted(count.items())},
     }
-    write_jsonl(out / "records.jsonl", (_public(r) for r in records))
+    write_jsonl(out / "records.jsonl", (encoded.get(r["id"]) or _public(r) for r in records))
     write_jsonl(out / "negatives.jsonl", (_public(r) for r in negatives))
     atomic_write_json(out / "mine_stats.json", summary)
     clock.lap("write")
