@@ -1,13 +1,13 @@
 """Exact and near-duplicate removal, across the split boundary, and benchmark decontamination.
 
 Text is compared as shingles of `ngram` code tokens (identifiers, numbers, single punctuation;
-diff markers stripped, so a pasted function matches its source). Near duplicates are found with datasketch's MinHash LSH (Jaccard). Contamination is a
-containment question (a benchmark solution pasted into a large file has a low Jaccard
-similarity with that file but is fully inside it), answered exactly from the shingles, per
-record, in the workers; MinHash LSH Ensemble, datasketch's containment index, took longer to
-build than mining itself.
+diff markup skipped, so a pasted function matches its source), all computed with numpy over
+the text's bytes. Near duplicates: MinHash signatures in datasketch's affine32 scheme and LSH
+with datasketch's banding (Jaccard). Contamination is a containment question (a benchmark
+solution pasted into a large file has a low Jaccard similarity with that file but is fully
+inside it), answered exactly from the shingles, per record, in the workers; MinHash LSH
+Ensemble, datasketch's containment index, took longer to build than mining itself.
 """
-
 from __future__ import annotations
 
 import base64
@@ -156,7 +156,8 @@ def contamination(text: str, ngram: int, bench: Benchmarks | None) -> str | None
     return bench.contained(shingle_hashes(token_hashes(text), ngram)) if bench else None
 
 
-def minhash(sig: str | bytes, num_perm: int):
+def minhash(sig: str | bytes):
+    """A stored signature as datasketch's `LeanMinHash`, to compare with datasketch's own."""
     from datasketch import LeanMinHash
 
     raw = base64.b64decode(sig) if isinstance(sig, str) else sig

@@ -329,13 +329,15 @@ def _commit_records(results: dict[str, dict], shas: list[str], pulls: dict[str, 
     return records, negatives
 
 
-def _added_lines(repo: Path, files: list[tuple[dict, str, str]]) -> list[list[int]]:
-    """The lines each (commit record, path, blob) added to the file: one batched diff of those
-    commits (plain commits: diffed against their parent)."""
-    shas = list(dict.fromkeys(r["shas"][0] for r, _, _ in files))
-    mfs = {sha: {mf.new_path: mf for mf in diff}
-           for sha, diff in zip(shas, modified_files(open_repo(repo), [(s, None) for s in shas]), strict=True)}
-    return [[n for n, _ in mfs[r["shas"][0]][path].diff_parsed["added"]] for r, path, _ in files]
+def _added_lines(repo: Path, files: list[tuple[dict, str, str, str | None]]) -> list[list[int]]:
+    """The lines each (commit record, path, blob, path before) added to the file: one batched
+    diff of those commits (plain commits: diffed against their parent), limited to those paths
+    (a commit's other files may be ones mining never reads, such as a 50 MB dump)."""
+    shas = list(dict.fromkeys(r["shas"][0] for r, *_ in files))
+    paths = sorted({p for _, path, _, old in files for p in (path, old) if p})  # renames pair up
+    diffs = modified_files(open_repo(repo), [(s, None) for s in shas], paths)
+    mfs = {sha: {mf.new_path: mf for mf in diff} for sha, diff in zip(shas, diffs, strict=True)}
+    return [[n for n, _ in mfs[r["shas"][0]][path].diff_parsed["added"]] for r, path, *_ in files]
 
 
 def _file_sources(repo: Path, info, mainline: list[str], results: dict, records: list[dict],
@@ -346,11 +348,11 @@ def _file_sources(repo: Path, info, mainline: list[str], results: dict, records:
     fim_sha = _fim_commit(mainline, {s: r["committed_at"] for s, r in results.items()}, cutoff)
     train = sources.tree_blobs(open_repo(repo), fim_sha, o)
     # one held-out FIM file per path: the newest test commit's version, holes at its lines
-    newest = {path: (r, path, blob)
+    newest = {path: (r, path, blob, old)
               for r in sorted(records, key=lambda r: r["committed_at"])
               if r["split"] == "test" and r["kind"] == "commit"
-              for path, blob in results[r["shas"][0]]["fim"] if sources.fim_ok(path, o)}
-    test = [(r, path, blob, added) for (r, path, blob), added
+              for path, blob, old in results[r["shas"][0]]["fim"] if sources.fim_ok(path, o)}
+    test = [(r, path, blob, added) for (r, path, blob, _), added
             in zip(newest.values(), _added_lines(repo, list(newest.values())), strict=True)]
     data = _blob_data(repo, [(p, b, None) for p, b in train] + [(p, b, a) for _, p, b, a in test],
                       o, cache, workers, prefetched)

@@ -47,6 +47,8 @@ def _cache(spec: tuple[str, str] | None) -> CommitCache | None:
     if spec is None:
         return None
     if _STATE.get("cache_of") != (spec, os.getpid()):
+        if _STATE.get("cache_of", (None, None))[1] == os.getpid():
+            _STATE["cache"].close()  # this process's connection to another cache
         _STATE.update(cache_of=(spec, os.getpid()), cache=CommitCache(Path(spec[0]), spec[1]))
     return _STATE["cache"]
 
@@ -194,7 +196,7 @@ def _prepare(c: CommitMeta, res: dict, files: list[FileStat], mfs: dict, o: dict
     if _size_check(res["kind"], kept, o, res) is None:
         return None
     # files a model can learn to fill in: the commit's FIM candidates (see stage._file_sources)
-    res["fim"] = [[f.path, f.new_blob] for f in kept
+    res["fim"] = [[f.path, f.new_blob, f.old_path] for f in kept
                   if f.added and f.status != "D" and f.path.endswith(tuple(o["fim_extensions"]))]
     diffs = [FileDiff(f.old_path, f.path if f.status != "D" else None, redact(mfs[f.path].diff, f.path),
                       f.added, f.deleted, old_blob=f.old_blob if f.status != "A" else None)

@@ -19,7 +19,7 @@ def test_a_pasted_function_matches_its_source_through_the_diff_markup():
     diff = "--- a/x.py\n+++ b/x.py\n@@ -1,0 +1,25 @@\n" + "".join(f"+{line}\n" for line in src.split("\n"))
     assert dedup.shingles(diff, 5).tolist() == dedup.shingles(src, 5).tolist()
     other = distinct_function("rate_window", 20)
-    a, b, c = (dedup.minhash(dedup.signature(dedup.shingles(t, 5), 128), 128) for t in (src, other, diff))
+    a, b, c = (dedup.minhash(dedup.signature(dedup.shingles(t, 5), 128)) for t in (src, other, diff))
     assert a.jaccard(c) == 1.0 and a.jaccard(b) < 0.2
 
 
@@ -46,7 +46,7 @@ def test_signatures_are_datasketch_minhashes_bit_for_bit():
         sh = dedup.shingles(text, 5)
         m = MinHash(num_perm=128, hashfunc=lambda x: x)  # datasketch's default scheme, affine32
         m.update_batch(list(sh))
-        assert dedup.minhash(dedup.signature(sh, 128), 128).hashvalues.tolist() == m.hashvalues.tolist()
+        assert dedup.minhash(dedup.signature(sh, 128)).hashvalues.tolist() == m.hashvalues.tolist()
 
 
 def test_benchmark_solutions_are_found_inside_larger_text():
@@ -108,8 +108,8 @@ def _datasketch_near_dedup(records, threshold, num_perm):
 
     lsh, kept, dropped = MinHashLSH(threshold=threshold, num_perm=num_perm), [], []
     for i, r in enumerate(records):
-        m = dedup.minhash(r["_sig"], num_perm)
-        if any(dedup.minhash(records[k]["_sig"], num_perm).jaccard(m) >= threshold for k in lsh.query(m)):
+        m = dedup.minhash(r["_sig"])
+        if any(dedup.minhash(records[k]["_sig"]).jaccard(m) >= threshold for k in lsh.query(m)):
             dropped.append(r["id"])
             continue
         lsh.insert(i, m)

@@ -134,3 +134,22 @@ def test_stats_count_in_and_out_of_every_source(mined):
     for kind, s in sources.items():
         out = sum(1 for r in mined["records"] if r["kind"] == kind)
         assert s["out"] == out and s["in"] == out + sum(s["dropped"].values()), kind
+
+
+def test_held_out_fim_holes_sit_on_the_lines_a_renaming_commit_added(tmp_path):
+    b = RepoBuilder(tmp_path / "tax")
+    for i in range(6):
+        b.commit(f"Add pricing rule {i} for seasonal discounts", {f"shop/rule{i}.py": distinct_function(f"rule_{i}", 22)},
+                 day=1 + i)
+    # the newest commit renames and extends a module, next to a file too large to ever read
+    b.commit("Move rule 1 into the tax module and add the regional surcharge",
+             {"shop/tax.py": distinct_function("regional_surcharge", 20), "data/dump.py": "x = 1\n" * 200_000},
+             rename={"shop/rule1.py": "shop/tax.py"}, day=10)
+    out = tmp_path / "out"
+    out.mkdir()
+    run(make_cfg(tmp_path / "run", b.path, ["data.mine.test_fraction=0.2"], tmp_path / "cache"), out)
+    [held_out] = [r for r in read_jsonl(out / "records.jsonl") if r["kind"] == "fim_source" and r["split"] == "test"]
+    lines = held_out["content"].split("\n")
+    added = {lines[n - 1] for n in held_out["added_lines"]}
+    assert held_out["path"] == "shop/tax.py" and "def regional_surcharge(value):" in added
+    assert not any("rule_1" in line for line in added)  # the moved code was not added
