@@ -104,6 +104,17 @@ _WORDS = ("ledger", "invoice", "payload", "token", "window", "report", "account"
 _OPS = ("min", "max", "abs", "round", "len", "sum", "sorted", "int", "float", "str")
 
 
+def mine_repo(base: Path, repo: Path, *overrides: str, name: str = "out") -> tuple[dict, list[dict], Path]:
+    """Run the mine stage on `repo` into `base/<name>` (run dir and cache under `base`);
+    (stats, records, output dir)."""
+    from harness.io import read_jsonl
+    from harness.mine.stage import run
+
+    out = base / name
+    out.mkdir()
+    stats = run(make_cfg(base / "run", repo, list(overrides), base / "cache"), out)
+    return stats, list(read_jsonl(out / "records.jsonl")), out
+
 def distinct_function(name: str, n_lines: int) -> str:
     """A function whose body depends on its name, so two functions never look alike."""
     import random

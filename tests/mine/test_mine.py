@@ -6,20 +6,12 @@ import subprocess
 from collections import Counter
 
 import pytest
-from conftest import distinct_function, git, make_cfg
+from conftest import distinct_function, git, mine_repo
 
 from harness.errors import HarnessError
-from harness.io import read_json, read_jsonl
-from harness.mine.stage import run
+from harness.io import read_json
 
 ANN, BOB, CY = "Ann A <ann@example.com>", "Bob B <bob@example.com>", "Cy C <cy@example.com>"
-
-
-def mine(tmp_path, repo, *overrides, name="mine-out"):
-    out = tmp_path / name
-    out.mkdir()
-    stats = run(make_cfg(tmp_path / "run", repo, list(overrides), tmp_path / "cache"), out)
-    return stats, list(read_jsonl(out / "records.jsonl")), out
 
 
 @pytest.fixture
@@ -35,7 +27,7 @@ def team_repo(repo_builder):
 
 
 def test_commits_become_message_to_diff_records_with_provenance(tmp_path, team_repo):
-    stats, records, out = mine(tmp_path, team_repo.path)
+    stats, records, out = mine_repo(tmp_path, team_repo.path)
     commits = [r for r in records if r["kind"] == "commit"]
     assert len(commits) == 12 and stats["sources"]["commit"] == {
         "in": 13, "dropped": {"too_small": 1}, "out": 12}
@@ -51,7 +43,7 @@ def test_commits_become_message_to_diff_records_with_provenance(tmp_path, team_r
 
 
 def test_the_code_before_a_change_is_context_when_it_fits(tmp_path, team_repo):
-    _, records, _ = mine(tmp_path, team_repo.path)
+    _, records, _ = mine_repo(tmp_path, team_repo.path)
     later = next(r for r in records if r["kind"] == "commit" and r["instruction"].startswith("Add feature_3"))
     # feature_3 is appended to mod0.py, which held feature_0: the instruction shows the 20
     # lines above the hunk, exactly as they were before the change
@@ -64,12 +56,12 @@ def test_the_code_before_a_change_is_context_when_it_fits(tmp_path, team_repo):
     first = next(r for r in records if r["kind"] == "commit" and r["instruction"].startswith("Add feature_0"))
     assert "The code before" not in first["instruction"]  # a new file has no code before
     # a model context too small for the change and its context: no context at all
-    _, small, _ = mine(tmp_path, team_repo.path, "data.mine.fit_tokens=300", name="small")
+    _, small, _ = mine_repo(tmp_path, team_repo.path, "data.mine.fit_tokens=300", name="small")
     assert not any("The code before" in r["instruction"] for r in small if r["kind"] == "commit")
 
 
 def test_newest_commits_are_held_out_and_nothing_after_the_cutoff_is_trained_on(tmp_path, team_repo):
-    stats, records, _ = mine(tmp_path, team_repo.path, "data.mine.test_fraction=0.25")
+    stats, records, _ = mine_repo(tmp_path, team_repo.path, "data.mine.test_fraction=0.25")
     commits = sorted((r for r in records if r["kind"] == "commit"), key=lambda r: r["committed_at"])
     assert [r["split"] for r in commits] == ["train"] * 9 + ["test"] * 3
     assert stats["cutoff"] == commits[9]["committed_at"]
@@ -89,16 +81,16 @@ def test_newest_commits_are_held_out_and_nothing_after_the_cutoff_is_trained_on(
 
 
 def test_a_cutoff_date_splits_instead_of_a_fraction(tmp_path, team_repo):
-    stats, records, _ = mine(tmp_path, team_repo.path, "data.mine.test_cutoff=2024-01-10")
+    stats, records, _ = mine_repo(tmp_path, team_repo.path, "data.mine.test_cutoff=2024-01-10")
     assert stats["cutoff"] == "2024-01-10T00:00:00+00:00"
     commits = [r for r in records if r["kind"] == "commit"]
     assert Counter(r["split"] for r in commits) == {"train": 7, "test": 5}  # features 7-11: Jan 10-14
     with pytest.raises(HarnessError, match="test_cutoff='soon' is not an ISO date"):
-        mine(tmp_path, team_repo.path, "data.mine.test_cutoff=soon", name="bad")
+        mine_repo(tmp_path, team_repo.path, "data.mine.test_cutoff=soon", name="bad")
 
 
 def test_docstring_pairs_come_from_the_ast(tmp_path, team_repo):
-    _, records, _ = mine(tmp_path, team_repo.path)
+    _, records, _ = mine_repo(tmp_path, team_repo.path)
     docs = [r for r in records if r["kind"] == "docstring"]
     assert docs, "functions with docstrings become docstring → function pairs"
     for r in docs:
@@ -116,7 +108,7 @@ def test_one_authors_share_of_train_is_capped(tmp_path, repo_builder):
     for i in range(9):
         b.commit(f"Add helper_{i} to derive quota values", {f"pkg/h{i}.py": distinct_function(f"helper_{i}", 24)},
                  day=1 + i, author=ANN if i < 7 else BOB)
-    stats, records, _ = mine(tmp_path, b.path, "data.mine.test_fraction=0.1",
+    stats, records, _ = mine_repo(tmp_path, b.path, "data.mine.test_fraction=0.1",
                              "data.mine.max_author_share=0.5")
     train = [r for r in records if r["kind"] == "commit" and r["split"] == "train"]
     # 8 train commits: Ann's 7 are capped at half of them (4), Bob's one stays
@@ -127,13 +119,13 @@ def test_one_authors_share_of_train_is_capped(tmp_path, repo_builder):
 def test_the_users_repository_is_left_untouched(tmp_path, team_repo):
     config = (team_repo.path / ".git" / "config").read_text()
     refs = git(team_repo.path, "show-ref")
-    mine(tmp_path, team_repo.path)
+    mine_repo(tmp_path, team_repo.path)
     assert (team_repo.path / ".git" / "config").read_text() == config
     assert git(team_repo.path, "show-ref") == refs and git(team_repo.path, "status", "--porcelain") == ""
 
 
 def test_the_shared_fixture_history_drops_what_it_should(tmp_path, history_repo):
-    stats, _, _ = mine(tmp_path, history_repo, "data.mine.dedup.threshold=1.0")
+    stats, _, _ = mine_repo(tmp_path, history_repo, "data.mine.dedup.threshold=1.0")
     assert stats["sources"]["commit"]["dropped"] == {
         "merge": 1, "bot": 1, "no_text_changes": 1, "short_message": 1, "too_large": 1, "too_small": 1}
     assert stats["files_dropped"] == {"skipped_path": 1}  # the lockfile
@@ -142,7 +134,7 @@ def test_the_shared_fixture_history_drops_what_it_should(tmp_path, history_repo)
 def test_not_a_repository_is_refused_with_the_fix(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(HarnessError, match="not a git repository"):
-        mine(tmp_path, tmp_path / "plain")
+        mine_repo(tmp_path, tmp_path / "plain")
 
 
 def test_a_repository_without_commits_is_refused(tmp_path):
@@ -150,11 +142,11 @@ def test_a_repository_without_commits_is_refused(tmp_path):
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     with pytest.raises(HarnessError, match="no commits"):
-        mine(tmp_path, repo)
+        mine_repo(tmp_path, repo)
 
 
 def test_everything_filtered_out_says_which_filters_dropped_what(tmp_path, team_repo):
     with pytest.raises(HarnessError, match="too_small"):
-        mine(tmp_path, team_repo.path, "data.mine.min_changed_lines=100000",
+        mine_repo(tmp_path, team_repo.path, "data.mine.min_changed_lines=100000",
              "data.mine.fim_extensions=[.rs]")
-    assert not (tmp_path / "mine-out" / "records.jsonl").exists()
+    assert not (tmp_path / "out" / "records.jsonl").exists()

@@ -8,11 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import RepoBuilder, distinct_function, git, make_cfg
+from conftest import RepoBuilder, distinct_function, git, mine_repo
 
 from harness.errors import HarnessError
-from harness.io import read_jsonl
-from harness.mine.stage import run
 
 
 @pytest.fixture
@@ -23,19 +21,12 @@ def repo(tmp_path):
     return b
 
 
-def mine(tmp_path, path, *overrides, name="out"):
-    out = tmp_path / name
-    out.mkdir()
-    stats = run(make_cfg(tmp_path / "run", path, list(overrides), tmp_path / "cache"), out)
-    return stats, list(read_jsonl(out / "records.jsonl"))
-
-
 def test_a_shallow_clone_is_refused_unless_allowed(tmp_path, repo):
     shallow = tmp_path / "shallow"
     subprocess.run(["git", "clone", "-q", "--depth", "3", f"file://{repo.path}", str(shallow)], check=True)
     with pytest.raises(HarnessError, match=r"shallow clone.*git fetch --unshallow.*allow_shallow"):
-        mine(tmp_path, shallow)
-    stats, _ = mine(tmp_path, shallow, "data.mine.allow_shallow=true", name="allowed")
+        mine_repo(tmp_path, shallow)
+    stats, _, _ = mine_repo(tmp_path, shallow, "data.mine.allow_shallow=true", name="allowed")
     assert stats["commits_seen"] == 3
     # the cut-off commit would look like it added the whole tree: it is dropped
     assert stats["sources"]["commit"]["dropped"] == {"shallow_boundary": 1}
@@ -55,7 +46,7 @@ def test_the_cli_exits_2_with_the_message_and_writes_nothing(tmp_path, repo):
 def test_a_detached_head_is_mined_at_the_commit_it_points_to(tmp_path, repo, caplog):
     repo.checkout("--detach", "HEAD~1")
     with caplog.at_level(logging.INFO):
-        stats, _ = mine(tmp_path, repo.path)
+        stats, _, _ = mine_repo(tmp_path, repo.path)
     assert stats["head"] == repo.sha() and stats["commits_seen"] == 5
     assert "HEAD is detached" in caplog.text
 
@@ -67,7 +58,7 @@ def test_submodule_pointers_are_skipped_with_a_warning(tmp_path, repo, caplog):
     repo.commit("Vendor the parsing library and use it in handler 9",
                 {"app/h9.py": distinct_function("handle_9", 22)}, day=9)
     with caplog.at_level(logging.WARNING):
-        stats, records = mine(tmp_path, repo.path)
+        stats, records, _ = mine_repo(tmp_path, repo.path)
     assert "has submodules" in caplog.text
     assert stats["files_dropped"]["submodule"] == 1
     [r] = [r for r in records if r.get("instruction", "").startswith("Vendor the parsing")]
@@ -80,7 +71,7 @@ def test_a_50_mb_file_is_never_read(tmp_path, repo):
                 {"data/table.txt": table("x"), "app/h7.py": distinct_function("handle_7", 22)}, day=7)
     repo.commit("Regenerate the lookup table for the new rates", {"data/table.txt": table("y")},
                 append=False, day=8)
-    stats, records = mine(tmp_path, repo.path)
+    stats, records, _ = mine_repo(tmp_path, repo.path)
     assert stats["files_dropped"] == {"file_too_large": 2}
     assert stats["sources"]["commit"]["dropped"] == {"no_text_changes": 1}
     [r] = [r for r in records if r.get("instruction", "").startswith("Add the lookup table")]
@@ -95,7 +86,7 @@ def test_non_utf8_messages_and_files_do_not_break_mining(tmp_path, repo):
     git(repo.path, "add", "-A")
     msg = "Add the caf\xe9 handler and its notes".encode("latin-1")
     subprocess.run(["git", "-C", str(repo.path), "commit", "-q", "-F", "-"], input=msg, check=True)
-    stats, records = mine(tmp_path, repo.path)
+    stats, records, _ = mine_repo(tmp_path, repo.path)
     [r] = [r for r in records if r.get("instruction", "").startswith("Add the caf")]
     assert r["instruction"].startswith("Add the café handler")  # re-encoded by git, not mangled
     assert r["files"] == ["app/h8.py"] and stats["files_dropped"] == {"non_utf8": 1}

@@ -6,12 +6,10 @@ import json
 import re
 from pathlib import Path
 
-from conftest import RepoBuilder, distinct_function, make_cfg
+from conftest import RepoBuilder, distinct_function, mine_repo
 
 from harness.eval.benchmarks import load_humaneval, load_mbpp
-from harness.io import read_jsonl
 from harness.mine import dedup
-from harness.mine.stage import run
 
 
 def test_a_pasted_function_matches_its_source_through_the_diff_markup():
@@ -81,10 +79,7 @@ def test_duplicates_go_test_never_repeats_train_and_benchmarks_stay_out(tmp_path
     # after the cutoff: the billing change once more, with a new name (test must not repeat train)
     port = base.replace(base.split("\n")[6], base.split("\n")[6] + " + 2")
     b.commit("Port invoice settlement to the new ledger", {"svc/ledger.py": port}, day=20)
-    out = tmp_path / "out"
-    out.mkdir()
-    stats = run(make_cfg(tmp_path / "run", b.path, ["data.mine.test_cutoff=2024-01-17"], tmp_path / "cache"), out)
-    records = list(read_jsonl(out / "records.jsonl"))
+    stats, records, _ = mine_repo(tmp_path, b.path, "data.mine.test_cutoff=2024-01-17")
     subjects = {r["instruction"].split("\n")[0] for r in records if r["kind"] == "commit"}
     dropped = stats["sources"]["commit"]["dropped"]
     assert dropped == {"exact_duplicate": 1, "near_duplicate": 1, "near_duplicate_of_train": 1,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import RepoBuilder, distinct_function, make_cfg
+from conftest import RepoBuilder, distinct_function, make_cfg, mine_repo
 
 from harness.io import read_json
 from harness.mine import stage
@@ -19,9 +19,7 @@ def repo(tmp_path):
 
 
 def mine(tmp_path, repo, name, *overrides):
-    out = tmp_path / name
-    out.mkdir()
-    return stage.run(make_cfg(tmp_path / "run", repo.path, list(overrides), tmp_path / "cache"), out)
+    return mine_repo(tmp_path, repo.path, *overrides, name=name)[0]
 
 
 def test_a_rerun_reuses_every_commit_and_new_commits_are_the_only_work(tmp_path, repo):

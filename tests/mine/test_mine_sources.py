@@ -5,10 +5,9 @@ binary and non-UTF-8 files."""
 from __future__ import annotations
 
 import pytest
-from conftest import RepoBuilder, distinct_function, git, make_cfg
+from conftest import RepoBuilder, distinct_function, git, mine_repo
 
 from harness.io import read_jsonl
-from harness.mine.stage import run
 
 ANN, BOB = "Ann A <ann@example.com>", "Bob B <bob@example.com>"
 
@@ -54,10 +53,8 @@ def mined(tmp_path_factory):
     for i in range(4, 8):
         b.commit(f"Add pricing rule {i} for regional taxes", {f"shop/rule{i}.py": distinct_function(f"rule_{i}", 22)},
                  day=14 + i, author=(ANN, BOB)[i % 2])
-    out = tmp / "out"
-    out.mkdir()
-    stats = run(make_cfg(tmp / "run", b.path, ["data.mine.test_fraction=0.2"], tmp / "cache"), out)
-    return {"stats": stats, "records": list(read_jsonl(out / "records.jsonl")),
+    stats, records, out = mine_repo(tmp, b.path, "data.mine.test_fraction=0.2")
+    return {"stats": stats, "records": records,
             "negatives": list(read_jsonl(out / "negatives.jsonl")), "bad": bad, "merge": merge,
             "squash": squash}
 
@@ -145,10 +142,8 @@ def test_held_out_fim_holes_sit_on_the_lines_a_renaming_commit_added(tmp_path):
     b.commit("Move rule 1 into the tax module and add the regional surcharge",
              {"shop/tax.py": distinct_function("regional_surcharge", 20), "data/dump.py": "x = 1\n" * 200_000},
              rename={"shop/rule1.py": "shop/tax.py"}, day=10)
-    out = tmp_path / "out"
-    out.mkdir()
-    run(make_cfg(tmp_path / "run", b.path, ["data.mine.test_fraction=0.2"], tmp_path / "cache"), out)
-    [held_out] = [r for r in read_jsonl(out / "records.jsonl") if r["kind"] == "fim_source" and r["split"] == "test"]
+    _, records, _ = mine_repo(tmp_path, b.path, "data.mine.test_fraction=0.2")
+    [held_out] = [r for r in records if r["kind"] == "fim_source" and r["split"] == "test"]
     lines = held_out["content"].split("\n")
     added = {lines[n - 1] for n in held_out["added_lines"]}
     assert held_out["path"] == "shop/tax.py" and "def regional_surcharge(value):" in added
