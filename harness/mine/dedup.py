@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from functools import lru_cache
+from itertools import pairwise
 
 import numpy as np
 
@@ -45,37 +46,61 @@ def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
     return _POWERS[0], _POWERS[1]
 
 
-def _classes(raw: np.ndarray, diff: bool) -> np.ndarray:
-    """Each byte's class; in a diff, the lines of its ---/+++/@@ headers and the +/- marker
-    of every line count as space, so a pasted function matches its source."""
+def _classes(raw: np.ndarray, offsets: np.ndarray, diff: np.ndarray) -> np.ndarray:
+    """Each byte's class, for texts starting at byte `offsets`; in the texts that are diffs
+    (`diff`), the lines of the ---/+++/@@ headers and the +/- marker of every line count as
+    space, so a pasted function matches its source."""
     cls = _CLASS[raw]
-    if diff and len(raw):
+    if diff.any() and len(raw):
         breaks = np.flatnonzero(raw == 10)
         starts = np.concatenate(([0], breaks + 1))
+        in_diff = diff[np.searchsorted(offsets, starts, "right") - 1]
         b0, b1, b2, b3 = (raw.take(starts + k, mode="clip") for k in range(4))
-        meta = (((b0 == 45) & (b1 == 45) & (b2 == 45) & (b3 == 32))       # "--- "
-                | ((b0 == 43) & (b1 == 43) & (b2 == 43) & (b3 == 32))     # "+++ "
-                | ((b0 == 64) & (b1 == 64) & (b2 == 32)))                 # "@@ "
-        cls[starts[((b0 == 43) | (b0 == 45)) & (starts < len(raw))]] = _SPACE
-        ends = np.append(breaks, len(raw))
-        for i in np.flatnonzero(meta).tolist():  # a few header lines per file
-            cls[starts[i]:ends[i]] = _SPACE
+        meta = in_diff & (((b0 == 45) & (b1 == 45) & (b2 == 45) & (b3 == 32))       # "--- "
+                          | ((b0 == 43) & (b1 == 43) & (b2 == 43) & (b3 == 32))     # "+++ "
+                          | ((b0 == 64) & (b1 == 64) & (b2 == 32)))                 # "@@ "
+        cls[starts[in_diff & ((b0 == 43) | (b0 == 45)) & (starts < len(raw))]] = _SPACE
+        if meta.any():  # header lines: +1 where one starts, -1 where it ends, a running sum
+            edges = np.zeros(len(raw) + 1, dtype=np.int8)
+            edges[starts[meta]] = 1
+            edges[np.append(breaks, len(raw))[meta]] = -1
+            cls[np.cumsum(edges[:-1], dtype=np.int8).view(bool)] = _SPACE
     return cls
+
+
+def _spans(raw: np.ndarray, cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    edge = np.ones(len(raw) + 1, dtype=bool)  # a token boundary before each byte, and at the end
+    edge[1:-1] = (cls[1:] != cls[:-1]) | (cls[1:] == _PUNCT)
+    solid = cls != _SPACE
+    return np.flatnonzero(edge[:-1] & solid), np.flatnonzero(edge[1:] & solid) + 1
+
+
+def _join(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(UTF-8 bytes of `texts` joined at line breaks, each text's first byte + the end, token
+    starts, token ends): tokens never span a line break, so each token belongs to one text."""
+    encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+    raw = np.frombuffer(b"\n".join(encoded), dtype=np.uint8)
+    offsets = np.cumsum([0] + [len(e) + 1 for e in encoded])
+    cls = _classes(raw, offsets, np.array([_is_diff(t) for t in texts], dtype=bool))
+    return raw, offsets, *_spans(raw, cls)
 
 
 def token_spans(text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(UTF-8 bytes, token starts, token ends) of `text`, diff markup skipped."""
-    raw = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
-    cls = _classes(raw, _is_diff(text))
-    edge = np.ones(len(raw) + 1, dtype=bool)  # a token boundary before each byte, and at the end
-    edge[1:-1] = (cls[1:] != cls[:-1]) | (cls[1:] == _PUNCT)
-    solid = cls != _SPACE
-    return raw, np.flatnonzero(edge[:-1] & solid), np.flatnonzero(edge[1:] & solid) + 1
+    raw, _, starts, ends = _join([text])
+    return raw, starts, ends
+
+
+def tokens(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(token hashes of all `texts`, cuts): text i's tokens are hashes[cuts[i]:cuts[i + 1]].
+    One pass over all texts: per text, numpy's call overhead cost more than the work."""
+    raw, offsets, starts, ends = _join(texts)
+    return _hashes(raw, starts, ends), np.searchsorted(starts, offsets)
 
 
 def token_hashes(text: str) -> np.ndarray:
     """A 64-bit polynomial hash of each token of `text`."""
-    return _hashes(*token_spans(text))
+    return tokens([text])[0]
 
 
 def _hashes(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -106,6 +131,21 @@ def shingles(text: str, ngram: int) -> np.ndarray:
     return np.unique(shingle_hashes(token_hashes(text), ngram))
 
 
+def _shingles_of(hashes: np.ndarray, cuts: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """(shingle hashes, bounds): the shingles of each run of tokens hashes[cuts[i]:cuts[i + 1]]
+    (as `shingle_hashes` of that run gives them) are sh[bounds[i]:bounds[i + 1]]."""
+    lens = np.diff(cuts)
+    full = shingle_hashes(hashes, ngram)  # shingle p: tokens p .. p + ngram - 1
+    if (lens >= ngram).all():
+        owner = np.repeat(np.arange(len(lens)), lens)[:len(full)]
+        sh = full[np.arange(len(full)) + ngram <= cuts[1:][owner]]
+        return sh, np.concatenate(([0], np.cumsum(lens - ngram + 1)))
+    # a run shorter than ngram is one shingle of all its tokens: the rare slow path
+    parts = [shingle_hashes(hashes[a:b], ngram) for a, b in pairwise(cuts.tolist())]
+    return (np.concatenate(parts) if parts else np.empty(0, dtype=np.uint32),
+            np.concatenate(([0], np.cumsum([len(p) for p in parts], dtype=np.int64))))
+
+
 SCHEME = "affine32"  # datasketch's default permutation scheme; stored signatures use it
 _U32 = np.uint32
 
@@ -127,33 +167,61 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> _U32(16))
 
 
+_BLOCK = 1 << 12  # shingles per (num_perm x shingles) matrix: 2 MB at 128 permutations, which
+# stays in the CPU cache (a 16 MB matrix took 4x longer here)
+
+
+def signatures(sh: np.ndarray, bounds: np.ndarray, num_perm: int) -> np.ndarray:
+    """MinHash hash values of each group of shingles sh[bounds[i]:bounds[i + 1]], one row per
+    group: what datasketch's `MinHash(scheme="affine32").update_batch` computes (tested bit
+    for bit), without its per-value Python call to the hash function (shingles are hashed
+    already), for many groups per numpy call."""
+    a, b = (x[:, None] for x in _permutations(num_perm))
+    out = np.full((len(bounds) - 1, num_perm), 0xFFFFFFFF, dtype=_U32)
+    hv = _fmix32(sh.astype(_U32))
+    rows = np.flatnonzero(np.diff(bounds) > 0)
+    firsts = bounds[rows]  # a group runs to the next non-empty group's first shingle
+    i = 0
+    while i < len(rows):
+        j = max(i + 1, int(np.searchsorted(firsts, firsts[i] + _BLOCK)))
+        lo, hi = firsts[i], bounds[rows[j - 1] + 1]
+        out[rows[i:j]] = np.minimum.reduceat(a * hv[lo:hi] + b, firsts[i:j] - lo, axis=1).T
+        i = j
+    return out
+
+
 def signature(sh: np.ndarray, num_perm: int) -> bytes:
-    """MinHash hash values of the shingles, as bytes: what datasketch's `MinHash(scheme=
-    "affine32").update_batch` computes (tested bit for bit), without its per-value Python call
-    to the hash function, which took half the time here (shingles are hashed already)."""
-    a, b = _permutations(num_perm)
-    if not len(sh):
-        return np.full(num_perm, 0xFFFFFFFF, dtype="<u4").tobytes()
-    hv = _fmix32(sh.astype(_U32))[:, None]
-    return (hv * a + b).min(axis=0).astype("<u4").tobytes()
+    """The MinHash signature of one set of shingles, as bytes (see `signatures`)."""
+    return signatures(sh, np.array([0, len(sh)]), num_perm)[0].astype("<u4").tobytes()
+
+
+def fingerprints(pairs: list[tuple[str, str]], ngram: int, num_perm: int,
+                 bench: Benchmarks | None) -> list[dict]:
+    """What dedup and decontamination need of each record (request, response): the MinHash
+    signature of both (`_sig`), the benchmark item they contain, if any (`_contaminated`), and
+    the response's exact key (`_key`, see `exact_key`), from one tokenisation of all records.
+    Repeated shingles change neither signature nor containment, so they are not removed."""
+    hashes, cuts = tokens([t for pair in pairs for t in pair])
+    sh, bounds = _shingles_of(hashes, cuts[::2], ngram)  # request and response together
+    sigs = signatures(sh, bounds, num_perm).astype("<u4")
+    dirty = bench.contained_many(sh, bounds) if bench else [None] * len(pairs)
+    return [{"_sig": base64.b64encode(sig.tobytes()).decode(), "_contaminated": d,
+             "_key": _change_key(hashes[cuts[2 * i + 1]:cuts[2 * i + 2]])}
+            for i, (sig, d) in enumerate(zip(sigs, dirty, strict=True))]
 
 
 def fingerprint(request: str, response: str, ngram: int, num_perm: int,
                 bench: Benchmarks | None) -> dict:
-    """What dedup and decontamination need of a record (request → response): the MinHash
-    signature of both (`_sig`), the benchmark item they contain, if any (`_contaminated`), and
-    the response's exact key (`_key`, see `exact_key`), from one tokenisation. Repeated
-    shingles change neither signature nor containment, so they are not removed first."""
-    resp = token_hashes(response)
-    sh = shingle_hashes(np.concatenate((token_hashes(request), resp)), ngram)
-    return {"_sig": base64.b64encode(signature(sh, num_perm)).decode(),
-            "_contaminated": bench.contained(sh) if bench else None, "_key": _change_key(resp)}
+    """`fingerprints` of one record."""
+    return fingerprints([(request, response)], ngram, num_perm, bench)[0]
 
 
-def contamination(text: str, ngram: int, bench: Benchmarks | None) -> str | None:
-    """The benchmark item `text` contains, if any (what a record needs that is never compared
-    for near duplicates, such as a whole FIM file)."""
-    return bench.contained(shingle_hashes(token_hashes(text), ngram)) if bench else None
+def contamination(texts: list[str], ngram: int, bench: Benchmarks | None) -> list[str | None]:
+    """The benchmark item each text contains, if any (what a record needs that is never
+    compared for near duplicates, such as a whole FIM file)."""
+    if not bench:
+        return [None] * len(texts)
+    return bench.contained_many(*_shingles_of(*tokens(texts), ngram))
 
 
 def minhash(sig: str | bytes):
@@ -247,14 +315,9 @@ class Benchmarks:
         self.threshold, self.names, parts = threshold, [], []
         items = [(p.task_id, text) for p in [*load_humaneval(), *load_mbpp(split="all")]
                  for text in (p.prompt, p.reference.split(p.prompt, 1)[-1] if p.task == "humaneval" else p.reference)]
-        # one tokenisation of all texts, joined at line breaks (never inside a token), cut
-        # back into texts at their byte offsets
-        raw, starts, ends = token_spans("\n".join(text for _, text in items))
-        tokens = _hashes(raw, starts, ends)
-        offsets = np.cumsum([0] + [len(text.encode("utf-8", "surrogatepass")) + 1 for _, text in items])
-        cuts = np.searchsorted(starts, offsets).tolist()
+        hashes, cuts = tokens([text for _, text in items])
         for (name, _), a, b in zip(items, cuts, cuts[1:], strict=False):
-            sh = np.unique(shingle_hashes(tokens[a:b], ngram))
+            sh = np.unique(shingle_hashes(hashes[a:b], ngram))
             if len(sh) >= min_shingles:
                 parts.append(sh)
                 self.names.append(name)
@@ -269,23 +332,40 @@ class Benchmarks:
         self.maybe[self.keys & _FILTER_MASK] = True
         self.min_hits = threshold * self.sizes.min() if len(parts) else 1
 
-    def contained(self, sh: np.ndarray) -> str | None:
-        """The task id of the benchmark item the shingle hashes `sh` contain the largest share
-        of, if that share reaches the threshold."""
-        if not len(self.keys):
-            return None
-        sh = sh[self.maybe[sh & _FILTER_MASK]]
-        if len(sh) < self.min_hits:  # (counts with repeats: an upper bound of the distinct)
-            return None
+    def contained_many(self, sh: np.ndarray, bounds: np.ndarray) -> list[str | None]:
+        """For each group of shingle hashes sh[bounds[i]:bounds[i + 1]]: the task id of the
+        benchmark item the group contains the largest share of, if that share reaches the
+        threshold (the lowest item on a tie). All groups in one pass of numpy calls."""
+        n = len(bounds) - 1
+        out: list[str | None] = [None] * n
+        if not len(self.keys) or not len(sh):
+            return out
+        group = np.repeat(np.arange(n), np.diff(bounds))
+        keep = self.maybe[sh & _FILTER_MASK]
+        sh, group = sh[keep], group[keep]
         at = np.minimum(np.searchsorted(self.keys, sh), len(self.keys) - 1)
-        at = at[self.keys[at] == sh]
-        if len(at) < self.min_hits:
-            return None
-        at = np.unique(at)  # index of each distinct shingle found
-        if len(at) < self.min_hits:
-            return None
+        found = self.keys[at] == sh
+        # each (group, distinct shingle found) once; groups with too few cannot reach the share
+        pair = np.unique(group[found].astype(np.int64) * len(self.keys) + at[found])
+        group, at = pair // len(self.keys), pair % len(self.keys)
+        enough = np.bincount(group, minlength=n)[group] >= self.min_hits
+        group, at = group[enough], at[enough]
+        if not len(at):
+            return out
         lens = self.starts[at + 1] - self.starts[at]
         entries = np.repeat(self.starts[at] - np.cumsum(lens) + lens, lens) + np.arange(lens.sum())
-        share = np.bincount(self.items[entries], minlength=len(self.sizes)) / self.sizes
-        best = int(share.argmax())
-        return self.names[best] if share[best] >= self.threshold else None
+        # hits per (group, item), then each group's best share
+        hits, counts = np.unique(np.repeat(group, lens) * len(self.sizes) + self.items[entries],
+                                 return_counts=True)
+        group, item = hits // len(self.sizes), hits % len(self.sizes)
+        share = counts / self.sizes[item]
+        order = np.lexsort((item, -share, group))  # per group: highest share, then lowest item
+        first = order[np.r_[True, group[order][1:] != group[order][:-1]]]
+        for g, i, s in zip(group[first].tolist(), item[first].tolist(), share[first].tolist(), strict=True):
+            if s >= self.threshold:
+                out[g] = self.names[i]
+        return out
+
+    def contained(self, sh: np.ndarray) -> str | None:
+        """`contained_many` of one group of shingle hashes."""
+        return self.contained_many(sh, np.array([0, len(sh)]))[0]

@@ -105,10 +105,12 @@ def blob_data(repo: Repo, blob: str, path: str, o: dict, redactor: Redactor,
     for p in pairs:
         p["instruction"] = (f"Write `{p['name']}` in {path}, as its signature and docstring "
                             f"describe:\n{p['header']}")
-        p.update(dedup.fingerprint(p["instruction"], p["body"], o["dedup"]["ngram"], o["dedup"]["num_perm"],
-                                   bench))
+    prints = dedup.fingerprints([(p["instruction"], p["body"]) for p in pairs], o["dedup"]["ngram"],
+                                o["dedup"]["num_perm"], bench)
+    for p, fp in zip(pairs, prints, strict=True):
+        p.update(fp)
     # a whole file is deduplicated by content, never by similarity: it needs no signature
-    dirty = dedup.contamination(text, o["dedup"]["ngram"], bench) if added is None else None
+    dirty = dedup.contamination([text], o["dedup"]["ngram"], bench)[0] if added is None else None
     return {"text": text, "redactions": sorted(set(kinds)), "pairs": pairs, "_contaminated": dirty}
 
 

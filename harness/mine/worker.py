@@ -210,7 +210,8 @@ def _wants_context(message: str, diffs: list[FileDiff], o: dict) -> bool:
 
 
 def _record(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old: dict[str, bytes],
-            o: dict, redact: _Scrub, bench: dedup.Benchmarks | None) -> dict:
+            o: dict, redact: _Scrub) -> tuple[dict, str]:
+    """(the record, its request: what near dedup compares besides the response)."""
     for d in diffs:
         if d.old_blob in old:
             d.before = lambda b=d.old_blob: old[b].decode("utf-8", "replace")
@@ -223,11 +224,9 @@ def _record(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old: 
         "pr": res["pr"], "shas": [c.sha], "authored_at": c.authored_at, "committed_at": c.committed_at,
         "author_id": res["author_id"], "instruction": instruction, "response": response,
         "files": [d.path for d in diffs], "added": sum(d.added for d in diffs),
-        "deleted": sum(d.deleted for d in diffs), "redactions": [],
-        # the change itself is compared; the context is the repository's code
-        **dedup.fingerprint(request, response, o["dedup"]["ngram"], o["dedup"]["num_perm"], bench),
+        "deleted": sum(d.deleted for d in diffs), "redactions": sorted(set(redact.found)),
     }
-    return rec
+    return rec, request  # the change itself is compared; the context is the repository's code
 
 
 def bench() -> dedup.Benchmarks | None:
@@ -294,10 +293,12 @@ def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozens
             prepared.append((c, res, *ready, scrub))
     old = _read_blobs(repo, {d.old_blob for _, _, msg, ds, _ in prepared
                              if _wants_context(msg, ds, o) for d in ds if d.old_blob})
-    for c, res, message, diffs_, scrub in prepared:
-        rec = _record(c, res, message, diffs_, old, o, scrub, bench())
-        rec["redactions"] = sorted(set(scrub.found))
-        res["records"].append(rec)
+    built = [(res, *_record(c, res, message, diffs_, old, o, scrub))
+             for c, res, message, diffs_, scrub in prepared]
+    prints = dedup.fingerprints([(request, rec["response"]) for _, rec, request in built],
+                                o["dedup"]["ngram"], o["dedup"]["num_perm"], bench())
+    for (res, rec, _), fp in zip(built, prints, strict=True):
+        res["records"].append({**rec, **fp})
     for res in results:
         res["files_dropped"] = dict(res["files_dropped"])
     if db := _cache(cache):

@@ -130,3 +130,17 @@ def test_near_dedup_finds_what_datasketchs_lsh_index_finds():
     expected_kept, expected_dropped = _datasketch_near_dedup(records, 0.85, 128)
     assert [r["id"] for r in kept] == expected_kept and [r["id"] for r, _ in drops] == expected_dropped
     assert 30 < len(drops) < 120  # the edits straddle the threshold
+
+
+def test_fingerprints_of_a_batch_equal_each_records_own():
+    bench = dedup.Benchmarks(ngram=5, threshold=0.7)
+    he = load_humaneval()[7]
+    pairs = [(f"Add {name}", "--- a/x.py\n+++ b/x.py\n@@ -1,0 +1,30 @@\n" + distinct_function(name, 30))
+             for name in ("ledger", "invoice", "refund", "audit") * 20]  # more than one block of shingles
+    pairs.insert(5, ("Paste a solution", he.reference))
+    one_by_one = [dedup.fingerprint(q, r, 5, 128, bench) for q, r in pairs]
+    assert dedup.fingerprints(pairs, 5, 128, bench) == one_by_one
+    assert one_by_one[5]["_contaminated"] == he.task_id and one_by_one[6]["_contaminated"] is None
+    # records of fewer tokens than a shingle, or none at all
+    short = [("", ""), ("fix", "x"), *pairs[:3], ("", "a b")]
+    assert dedup.fingerprints(short, 5, 128, bench) == [dedup.fingerprint(q, r, 5, 128, bench) for q, r in short]
