@@ -103,15 +103,30 @@ def token_hashes(text: str) -> np.ndarray:
     return tokens([text])[0]
 
 
+_PIECE = 1 << 20  # bytes hashed per prefix sum: the powers table stays this size (see warm)
+
+
 def _hashes(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """The hash of each token from prefix sums: hash(b[s:e]) = sum of b[j] * base**(j - s) =
-    (P[e] - P[s]) * base**-s, all modulo 2**64."""
+    (P[e] - P[s]) * base**-s, all modulo 2**64; over pieces of ~`_PIECE` bytes cut at token
+    starts, so that the table of powers need not be as long as the text."""
+    out = np.empty(len(starts), dtype=_U64)
     if not len(starts):
-        return np.empty(0, dtype=_U64)
-    up, down = _powers(len(raw))
-    prefix = np.zeros(len(raw) + 1, dtype=_U64)
-    np.cumsum(raw * up[:len(raw)], out=prefix[1:])
-    return (prefix[ends] - prefix[starts]) * down[starts]
+        return out
+    cuts = np.unique(np.searchsorted(starts, np.arange(0, int(starts[-1]) + 1, _PIECE)))
+    for i, j in pairwise([*cuts.tolist(), len(starts)]):
+        a, s, e = starts[i], starts[i:j] - starts[i], ends[i:j] - starts[i]
+        piece = raw[a:a + e[-1]]
+        up, down = _powers(len(piece))
+        prefix = np.zeros(len(piece) + 1, dtype=_U64)
+        np.cumsum(piece * up[:len(piece)], out=prefix[1:])
+        out[i:j] = (prefix[e] - prefix[s]) * down[s]
+    return out
+
+
+def warm() -> None:
+    """Build the table of powers now (in a parent process, before it forks workers)."""
+    _powers(_PIECE + (1 << 16))
 
 
 def shingle_hashes(h: np.ndarray, ngram: int) -> np.ndarray:

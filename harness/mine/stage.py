@@ -27,7 +27,7 @@ import subprocess
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -123,22 +123,26 @@ class _Workers:
         if self.frozen:
             gc.unfreeze()
 
+    def submit(self, fn, repo: Path, batches: list[list], o: dict) -> dict:
+        """{job: batch size} for `fn(repo, batch, o)` of every batch, for `results`: futures, or
+        without a pool the calls themselves, made as `results` reaches them."""
+        calls = [functools.partial(fn, str(repo), b, o) for b in batches]
+        return {self.pool.submit(c) if self.pool else c: len(b) for c, b in zip(calls, batches, strict=True)}
+
+    def results(self, jobs: dict, desc: str, unit: str) -> Iterator[list]:
+        """The result of every job of `submit`, as each completes, with a progress bar."""
+        with tqdm(total=sum(jobs.values()), desc=desc, unit=unit, disable=not jobs) as bar:
+            for job in (as_completed(jobs) if self.pool else jobs):
+                yield job.result() if self.pool else job()
+                bar.update(jobs[job])
+
     def map(self, fn, repo: Path, batches: list[list], o: dict, desc: str, unit: str,
             queued: Callable[[], object] = lambda: None) -> Iterator[list]:
-        """`fn(repo, batch, o)` of every batch, yielded as each completes, with a progress bar;
-        `queued()` is called once every batch is queued (to queue more work behind them)."""
-        with tqdm(total=sum(map(len, batches)), desc=desc, unit=unit, disable=not batches) as bar:
-            if self.pool is None:
-                queued()
-                for batch in batches:
-                    yield fn(str(repo), batch, o)
-                    bar.update(len(batch))
-                return
-            futures = {self.pool.submit(fn, str(repo), b, o): len(b) for b in batches}
-            queued()
-            for f in as_completed(futures):
-                yield f.result()
-                bar.update(futures[f])
+        """`fn(repo, batch, o)` of every batch, yielded as each completes; `queued()` is called
+        once every batch is queued (to queue more work behind them)."""
+        jobs = self.submit(fn, repo, batches, o)
+        queued()
+        yield from self.results(jobs, desc, unit)
 
 
 def _workers(o: dict) -> int:
@@ -241,33 +245,42 @@ def _deal(items: list, n: int) -> list[list]:
 
 
 def _prefetch(workers: _Workers, repo: Path, mainline: list[str], date_of: dict[str, str], o: dict,
-              cache: CommitCache | None) -> list:
-    """Futures reading the train FIM tree at the cutoff the whole history suggests, queued
+              cache: CommitCache | None) -> dict[str, Future]:
+    """{blob key: future} reading the train FIM tree at the cutoff the whole history suggests, queued
     behind the commit batches so that they keep the workers busy while the last batches
     finish. The real cutoff (from the kept commits) is known only once every commit is mined;
     the tree then is mostly the same files, and only those that differ are read at that
     point."""
     if workers.pool is None:
-        return []
+        return {}
     fim_sha = _fim_commit(mainline, date_of, _cutoff(sorted(date_of.values()), o))
     items = [(_blob_key(p, b, None), p, b, None) for p, b in sources.tree_blobs(open_repo(repo), fim_sha, o)]
     hits = cache.get([k for k, *_ in items]) if cache else {}
-    return [workers.pool.submit(blob_chunk, str(repo), batch, o, cache.spec if cache else None)
-            for batch in _deal([i for i in items if i[0] not in hits], workers.n)]
+    batches = _deal([i for i in items if i[0] not in hits], workers.n)
+    fn = functools.partial(blob_chunk, cache=cache.spec if cache else None)
+    return {key: job for job, batch in zip(workers.submit(fn, repo, batches, o), batches, strict=True)
+            for key, *_ in batch}
 
 
-def _blob_data(repo: Path, items: list[tuple[str, str, list[int] | None]], o: dict,
-               cache: CommitCache | None, workers: _Workers, prefetched: list) -> list[dict | None]:
-    """Derived data of each (path, blob, added lines or None for train), cached."""
+def _read_files(repo: Path, items: list[tuple[str, str, list[int] | None]], o: dict,
+                cache: CommitCache | None, workers: _Workers,
+                prefetched: dict[str, Future]) -> Callable[[], list[dict | None]]:
+    """Start deriving the data of each (path, blob, added lines or None for train), cached;
+    the call returned waits for the data, in the order of `items`."""
     keys = [_blob_key(p, b, a) for p, b, a in items]
     hits = cache.get(keys) if cache else {}
-    for future in prefetched:
-        hits.update((r["sha"], r) for r in future.result())
-    todo = list({k: (k, p, b, a) for k, (p, b, a) in zip(keys, items, strict=True) if k not in hits}.values())
-    fn = functools.partial(blob_chunk, cache=cache.spec if cache else None)
-    for batch in workers.map(fn, repo, _deal(todo, workers.n), o, "reading files", "file"):
-        hits.update((r["sha"], r) for r in batch)
-    return [hits[k]["data"] for k in keys]
+    todo = list({k: (k, p, b, a) for k, (p, b, a) in zip(keys, items, strict=True)
+                 if k not in hits and k not in prefetched}.values())
+    jobs = workers.submit(functools.partial(blob_chunk, cache=cache.spec if cache else None), repo,
+                          _deal(todo, workers.n), o)
+
+    def wait() -> list[dict | None]:
+        for batch in workers.results(jobs, "reading files", "file"):
+            hits.update((r["sha"], r) for r in batch)
+        for future in {prefetched[k] for k in keys if k in prefetched}:
+            hits.update((r["sha"], r) for r in future.result())
+        return [hits[k]["data"] for k in keys]
+    return wait
 
 
 def _github(cfg: DictConfig, o: dict, repo, name: str, head: str, cache: CommitCache | None,
@@ -342,11 +355,13 @@ def _added_lines(repo: Path, files: list[tuple[dict, str, str, str | None]]) -> 
 
 def _file_sources(repo: Path, info, mainline: list[str], results: dict, records: list[dict],
                   cutoff: str | None, o: dict, cache: CommitCache | None, workers: _Workers,
-                  prefetched: list) -> tuple[list[dict], str]:
+                  prefetched: dict[str, Future], queued: Callable[[], object]) -> tuple[list[dict], str]:
     """FIM and docstring records: the train tree at the last mainline commit before the cutoff,
-    and the files test commits changed; (records, the train tree's commit)."""
+    and the files test commits changed; (records, the train tree's commit). `queued()` runs
+    while the workers read files."""
     fim_sha = _fim_commit(mainline, {s: r["committed_at"] for s, r in results.items()}, cutoff)
     train = sources.tree_blobs(open_repo(repo), fim_sha, o)
+    read_train = _read_files(repo, [(p, b, None) for p, b in train], o, cache, workers, prefetched)
     # one held-out FIM file per path: the newest test commit's version, holes at its lines
     newest = {path: (r, path, blob, old)
               for r in sorted(records, key=lambda r: r["committed_at"])
@@ -354,14 +369,14 @@ def _file_sources(repo: Path, info, mainline: list[str], results: dict, records:
               for path, blob, old in results[r["shas"][0]]["fim"] if sources.fim_ok(path, o)}
     test = [(r, path, blob, added) for (r, path, blob, _), added
             in zip(newest.values(), _added_lines(repo, list(newest.values())), strict=True)]
-    data = _blob_data(repo, [(p, b, None) for p, b in train] + [(p, b, a) for _, p, b, a in test],
-                      o, cache, workers, prefetched)
+    read_test = _read_files(repo, [(p, b, a) for _, p, b, a in test], o, cache, workers, {})
+    queued()
     out = []
-    for (path, _), d in zip(train, data, strict=False):
+    for (path, _), d in zip(train, read_train(), strict=True):
         if d is not None:
             out += sources.file_records(path, fim_sha, results[fim_sha]["committed_at"], "train",
                                         d, info.name)
-    for (r, path, _, added), d in zip(test, data[len(train):], strict=True):
+    for (r, path, _, added), d in zip(test, read_test(), strict=True):
         if d is not None:
             out += sources.file_records(path, r["shas"][0], r["committed_at"], "test", d,
                                         info.name, added)
@@ -414,10 +429,10 @@ def run(cfg: DictConfig, out: Path) -> dict:
             pulls, listed, mainline = pulls.result(), listed.result(), mainline.result()
         workers.freeze()
         shas, date_of = listed[1::2], {s: iso_utc(int(t)) for t, s in zip(listed[0::2], listed[1::2], strict=True)}
-        prefetched: list = []
+        prefetched: dict[str, Future] = {}
         results, reused = _mine_commits(
             repo, shas, o, set(info.shallow_boundary), cache, workers,
-            lambda: prefetched.extend(_prefetch(workers, repo, mainline, date_of, o, cache)))
+            lambda: prefetched.update(_prefetch(workers, repo, mainline, date_of, o, cache)))
         records, negatives = _commit_records(results, shas, pulls, info.name, stats)
         clock.lap("commits")
 
@@ -436,10 +451,10 @@ def run(cfg: DictConfig, out: Path) -> dict:
         cutoff = _cutoff([r["committed_at"] for r in records if r["kind"] == "commit"], o)
         for r in [*records, *negatives]:
             r["split"] = "test" if cutoff and r["committed_at"] >= cutoff else "train"
-        # final from here on: encoded while the workers read files, not after everything
-        encoded = {r["id"]: jsonl_line(_public(r)) for r in records}
-        files, fim_sha = _file_sources(repo, info, mainline, results, records, cutoff, o, cache,
-                                       workers, prefetched)
+        encoded: dict[str, str] = {}  # final from here on: encoded while the workers read files
+        files, fim_sha = _file_sources(
+            repo, info, mainline, results, records, cutoff, o, cache, workers, prefetched,
+            lambda: encoded.update((r["id"], jsonl_line(_public(r))) for r in records))
         for f in files:
             stats.seen(f["kind"])
         clock.lap("files")

@@ -64,6 +64,7 @@ def prepare(o: dict) -> None:
     decontamination and the secret scanners' compiled patterns. Called before the workers
     fork, so that they inherit both instead of each building its own."""
     secrets.plugins()
+    dedup.warm()
     d = o["dedup"]
     key = (d["ngram"], d["contamination_threshold"], d["decontaminate"])
     if _STATE.get("bench_key") != key:

@@ -144,3 +144,11 @@ def test_fingerprints_of_a_batch_equal_each_records_own():
     # records of fewer tokens than a shingle, or none at all
     short = [("", ""), ("fix", "x"), *pairs[:3], ("", "a b")]
     assert dedup.fingerprints(short, 5, 128, bench) == [dedup.fingerprint(q, r, 5, 128, bench) for q, r in short]
+
+
+def test_token_hashes_do_not_depend_on_where_the_text_is_cut_for_hashing(monkeypatch):
+    text = Path(json.__file__).read_text() + " a_very_long_identifier_" * 40
+    whole = dedup.token_hashes(text)
+    monkeypatch.setattr(dedup, "_PIECE", 64)  # many pieces, cut at token starts
+    assert dedup.token_hashes(text).tolist() == whole.tolist()
+    assert len(text) > 100 * 64
