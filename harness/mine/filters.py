@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 
 # Messages that say nothing about the change: a model cannot learn "what to do" from them.
 _LOW_INFO = re.compile(
@@ -109,7 +110,7 @@ def content_reason(diff: bytes, max_line_chars: int) -> str | None:
     # every _GENERATED pattern holds "generated" or "not edit"; no line is long
     lower = text.lower()
     generated = ("generated" in lower or "not edit" in lower) and any(
-        _GENERATED.search(line) for line in [x for x in lines if x.startswith("+")][:10])
+        _GENERATED.search(line) for line in islice((x for x in lines if x.startswith("+")), 10))
     if generated:
         return "generated"
     if max(map(len, lines)) > max_line_chars and any(

@@ -83,15 +83,14 @@ def _added_pairs(text: str, added: list[int], o: dict) -> list[dict]:
     return out
 
 
-def blob_data(repo: Repo, blob: str, path: str, o: dict, redactor: Redactor,
+def blob_data(data: bytes, path: str, o: dict, redactor: Redactor,
               bench: dedup.Benchmarks | None, added: list[int] | None) -> dict | None:
-    """Redacted text and docstring pairs of one file, with signatures and contamination of
-    what may be trained on; None if the file is not UTF-8 text.
+    """Redacted text and docstring pairs of one file (its bytes: `data`), with signatures and
+    contamination of what may be trained on; None if the file is not UTF-8 text.
 
     `added` is None for a train file; for a test file (never trained on) it holds the lines
     its commit added: only the functions defined there become pairs, and only those are signed
     (near dedup compares them with train)."""
-    data = repo.odb.stream(bytes.fromhex(blob)).read()
     if b"\0" in data:
         return None
     try:

@@ -314,9 +314,10 @@ def blob_chunk(repo: str, items: list[tuple[str, str, str, list[int] | None]], o
     stored in the cache `cache` too."""
     from harness.mine.sources import blob_data
 
-    grepo, redactor = _repo(repo)
+    _, redactor = _repo(repo)
     prepare(o)
-    out = [{"sha": key, "data": blob_data(grepo, blob, path, o, redactor, bench(), added)}
+    data = _read_blobs(repo, {blob for _, _, blob, _ in items})
+    out = [{"sha": key, "data": blob_data(data[blob], path, o, redactor, bench(), added)}
            for key, path, blob, added in items]
     if db := _cache(cache):
         db.put(out)
