@@ -272,6 +272,16 @@ def exact_dedup(records: list[dict]) -> tuple[list[dict], list[dict]]:
     return kept, dropped
 
 
+@lru_cache(maxsize=4)
+def bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """datasketch's LSH banding (bands, rows per band) for this threshold: it integrates for
+    them (18 ms here), so the stage asks once, before its workers fork."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    return lsh.b, lsh.r
+
+
 def near_dedup(records: list[dict], threshold: float,
                num_perm: int) -> tuple[list[dict], list[tuple[dict, str]]]:
     """(kept, [(dropped, reason)]): near duplicates go, the first is kept. Pass train records
@@ -283,16 +293,14 @@ def near_dedup(records: list[dict], threshold: float,
     index's per-record insert and query cost ~60 µs each in Python, the largest serial step
     of mining after the per-commit work. Same candidates, same verdicts (tested).
     """
-    from datasketch import MinHashLSH
-
     if threshold >= 1 or not records:  # off
         return records, []
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
-    sigs = np.stack([np.frombuffer(base64.b64decode(r["_sig"]), dtype="<u4") for r in records])
-    bands = sigs[:, :lsh.b * lsh.r].reshape(len(records), lsh.b, lsh.r).astype(_U64)
-    keys = np.arange(lsh.b, dtype=_U64)  # the band's number, so that bands never share a key
-    for k in range(lsh.r):  # a 64-bit polynomial hash of each band's values
-        keys = keys * _U64(0x9E3779B97F4A7C15) + bands[:, :, k]
+    b, r = bands(threshold, num_perm)
+    sigs = np.stack([np.frombuffer(base64.b64decode(rec["_sig"]), dtype="<u4") for rec in records])
+    values = sigs[:, :b * r].reshape(len(records), b, r).astype(_U64)
+    keys = np.arange(b, dtype=_U64)  # the band's number, so that bands never share a key
+    for k in range(r):  # a 64-bit polynomial hash of each band's values
+        keys = keys * _U64(0x9E3779B97F4A7C15) + values[:, :, k]
     # a record that shares no bucket with any other is kept and is nobody's candidate: only
     # the others go through the sequential pass
     _, inverse, counts = np.unique(keys.ravel(), return_inverse=True, return_counts=True)

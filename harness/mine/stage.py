@@ -160,19 +160,22 @@ def _batches(items: list, size: int, workers: int) -> list[list]:
 
 
 def _mine_commits(repo: Path, shas: list[str], o: dict, boundary: set[str], cache: CommitCache | None,
-                  workers: _Workers, queued: Callable[[], object]) -> tuple[dict[str, dict], int]:
+                  workers: _Workers, last_round: Callable[[dict], object]) -> tuple[dict[str, dict], int]:
     """Every commit's result, from the cache or mined now in parallel; (results, reused).
-    `queued()` runs once the batches are queued."""
+    Batches are mined newest first; `last_round(results so far)` runs when only the last round
+    of batches is left, if there is more than one round."""
     results = cache.get(shas) if cache else {}
     reused = len(results)
     todo = [s for s in shas if s not in results]
-    batches = _batches(todo, int(o["chunk_size"]), workers.n)
+    batches = _batches(todo, int(o["chunk_size"]), workers.n)[::-1]
     log.info("%d commits: %d from the cache, %d to mine in %d batch(es)", len(shas), reused,
              len(todo), len(batches))
     # each batch is cached by its worker as it completes: a crash loses only those in flight
     fn = functools.partial(mine_chunk, boundary=boundary, cache=cache.spec if cache else None)
-    for batch in workers.map(fn, repo, batches, o, "mining commits", "commit", queued):
+    for done, batch in enumerate(workers.map(fn, repo, batches, o, "mining commits", "commit"), 1):
         results.update((r["sha"], r) for r in batch)
+        if done == len(batches) - workers.n > 0:  # the last round is under way
+            last_round(results)
     return results, reused
 
 
@@ -244,19 +247,32 @@ def _deal(items: list, n: int) -> list[list]:
     return [items[i::n] for i in range(n)]
 
 
-def _prefetch(workers: _Workers, repo: Path, mainline: list[str], date_of: dict[str, str], o: dict,
-              cache: CommitCache | None) -> dict[str, Future]:
-    """{blob key: future} reading the train FIM tree at the cutoff the whole history suggests, queued
-    behind the commit batches so that they keep the workers busy while the last batches
-    finish. The real cutoff (from the kept commits) is known only once every commit is mined;
-    the tree then is mostly the same files, and only those that differ are read at that
-    point."""
-    if workers.pool is None:
-        return {}
-    fim_sha = _fim_commit(mainline, date_of, _cutoff(sorted(date_of.values()), o))
+def _guess_cutoff(done: dict[str, dict], date_of: dict[str, str], o: dict) -> str | None:
+    """The cutoff `_cutoff` will find, guessed from the results of the newest commits (`done`):
+    their kept commit records, and the share kept extrapolated to all commits (`date_of`)."""
+    if o.get("test_cutoff"):
+        return _cutoff([], o)
+    kept = sorted(r["committed_at"] for r in done.values()
+                  if r["kind"] == "commit" and not r["drop"] and r["records"])
+    n = round(len(kept) * len(date_of) / max(1, len(done)))
+    n_test = min(n - 1, max(1, math.floor(o["test_fraction"] * n)))
+    if 0 < n_test <= len(kept):
+        return kept[-n_test]
+    return _cutoff(sorted(date_of.values()), o)  # too few kept so far: the whole history's
+
+
+def _prefetch(workers: _Workers, repo: Path, mainline: list[str], date_of: dict[str, str],
+              done: dict[str, dict], o: dict, cache: CommitCache | None) -> dict[str, Future]:
+    """{blob key: future} reading the train FIM tree at the cutoff the newest commits' results
+    (`done`) suggest, queued behind the commit batches so that they keep the workers busy while
+    the last batches finish. The real cutoff (from all kept commits) is known only once every
+    commit is mined; the tree then is mostly the same files, and only those that differ are
+    read at that point."""
+    fim_sha = _fim_commit(mainline, date_of, _guess_cutoff(done, date_of, o))
     items = [(_blob_key(p, b, None), p, b, None) for p, b in sources.tree_blobs(open_repo(repo), fim_sha, o)]
     hits = cache.get([k for k, *_ in items]) if cache else {}
-    batches = _deal([i for i in items if i[0] not in hits], workers.n)
+    # small batches: whichever worker finishes its last commit batch first takes the next
+    batches = _deal([i for i in items if i[0] not in hits], 4 * workers.n)
     fn = functools.partial(blob_chunk, cache=cache.spec if cache else None)
     return {key: job for job, batch in zip(workers.submit(fn, repo, batches, o), batches, strict=True)
             for key, *_ in batch}
@@ -432,7 +448,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         prefetched: dict[str, Future] = {}
         results, reused = _mine_commits(
             repo, shas, o, set(info.shallow_boundary), cache, workers,
-            lambda: prefetched.update(_prefetch(workers, repo, mainline, date_of, o, cache)))
+            lambda done: prefetched.update(_prefetch(workers, repo, mainline, date_of, done, o, cache)))
         records, negatives = _commit_records(results, shas, pulls, info.name, stats)
         clock.lap("commits")
 

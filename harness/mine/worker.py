@@ -60,12 +60,15 @@ def _repo(path: str):
 
 
 def prepare(o: dict) -> None:
-    """Build once per process what every batch needs: the benchmark index for
-    decontamination and the secret scanners' compiled patterns. Called before the workers
-    fork, so that they inherit both instead of each building its own."""
+    """Build once per process what mining needs: the benchmark index for decontamination, the
+    secret scanners' compiled patterns, the token hashes' table of powers and the LSH banding.
+    Called before the workers fork, so that they inherit all of it instead of each building
+    its own (and while git lists the commits)."""
     secrets.plugins()
     dedup.warm()
     d = o["dedup"]
+    if d["threshold"] < 1:
+        dedup.bands(d["threshold"], d["num_perm"])
     key = (d["ngram"], d["contamination_threshold"], d["decontaminate"])
     if _STATE.get("bench_key") != key:
         _STATE["bench"] = (dedup.Benchmarks(d["ngram"], d["contamination_threshold"])
