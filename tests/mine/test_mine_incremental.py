@@ -54,9 +54,9 @@ def test_a_crash_keeps_the_finished_batches(tmp_path, repo, monkeypatch):
     with pytest.raises(RuntimeError, match="power cut"):
         mine(tmp_path, repo, "a", "data.mine.chunk_size=4", "data.mine.workers=1")
     monkeypatch.setattr(stage, "mine_chunk", real)
-    assert calls == [3, 3, 4]  # 10 commits in even batches of at most 4
+    assert calls == [4, 3, 3]  # 10 commits in even batches of at most 4, the newest first
     assert mine(tmp_path, repo, "b", "data.mine.chunk_size=4")["cache"] == {
-        "commits_reused": 6, "commits_mined": 4}
+        "commits_reused": 7, "commits_mined": 3}
 
 
 def test_harness_mine_skips_an_unchanged_repository_and_reruns_on_a_new_commit(tmp_path, repo):
