@@ -116,6 +116,24 @@ def test_one_authors_share_of_train_is_capped(tmp_path, repo_builder):
     assert stats["sources"]["commit"]["dropped"] == {"author_cap": 3}
 
 
+def test_workers_and_batch_sizes_do_not_change_what_is_mined(tmp_path, repo_builder):
+    # batches of two, newest first: the FIM tree is read ahead at the cutoff the twelve newest
+    # commits suggest, which the four oldest ("wip", dropped) move; the files it got wrong are
+    # read once the real cutoff is known
+    b = repo_builder()
+    for i in range(16):
+        b.commit("wip" if i < 4 else f"Rewrite the parser for format {i % 5}, revision {i}",
+                 {f"lib/fmt{i % 5}.py": distinct_function(f"parse_{i}", 22 + i)}, day=1 + i)
+    runs = []
+    for name, overrides in (("serial", ["data.mine.workers=1"]),
+                            ("pooled", ["data.mine.workers=2", "data.mine.chunk_size=2"])):
+        (tmp_path / name).mkdir()
+        runs.append(mine_repo(tmp_path / name, b.path, "data.mine.test_fraction=0.5", *overrides))
+    (serial, serial_records, _), (pooled, pooled_records, _) = runs
+    assert pooled_records == serial_records and pooled == serial
+    assert serial["kept"]["fim_source/train"] == 5 and serial["kept"]["commit/test"] == 6
+
+
 def test_the_users_repository_is_left_untouched(tmp_path, team_repo):
     config = (team_repo.path / ".git" / "config").read_text()
     refs = git(team_repo.path, "show-ref")
