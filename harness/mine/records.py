@@ -63,6 +63,15 @@ def hunks(diff: str) -> list[Hunk]:
     return out
 
 
+_HUNK_OLD = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+\d+(?:,\d+)? @@", re.M)
+
+
+def old_spans(diff: str) -> list[tuple[int, int]]:
+    """(first line, line count) in the old file of each hunk: what `hunks` gives, from the
+    hunk headers alone."""
+    return [(int(a), int(b or 1)) for a, b in _HUNK_OLD.findall(diff)]
+
+
 @dataclass
 class FileDiff:
     """One changed file, already filtered and redacted."""
@@ -117,8 +126,8 @@ def code_before(files: list[FileDiff], context_lines: int, budget_chars: int,
         if text is None:
             continue
         lines = text.split("\n")
-        spans = [(h.old_start - context_lines, h.old_start + h.old_len - 1 + context_lines)
-                 for h in hunks(f.diff)]
+        spans = [(start - context_lines, start + length - 1 + context_lines)
+                 for start, length in old_spans(f.diff)]
         for lo, hi in _windows(spans, len(lines)):
             code = redact("\n".join(lines[lo - 1:hi]), f.old_path)
             part = f"--- {f.old_path} (lines {lo}-{hi})\n{code}\n"

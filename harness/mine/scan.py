@@ -11,6 +11,7 @@ entries NUL-separated, so odd file names and messages cannot confuse the parser.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -87,9 +88,11 @@ def _parse_commit(chunk: bytes) -> CommitMeta:
                       files=_parse_files(tokens))
 
 
+_HEADER = re.compile(rb"[0-9a-f]{40}\x1f")
+
+
 def _is_header(chunk: bytes) -> bool:
-    head = chunk[:41]
-    return len(head) == 41 and head[40:41] == b"\x1f" and all(c in b"0123456789abcdef" for c in head[:40])
+    return _HEADER.match(chunk) is not None
 
 
 def scan(repo: str | Path, shas: Iterable[str]) -> Iterator[CommitMeta]:
