@@ -268,6 +268,8 @@ def _prefetch(workers: _Workers, repo: Path, mainline: list[str], date_of: dict[
     the last batches finish. The real cutoff (from all kept commits) is known only once every
     commit is mined; the tree then is mostly the same files, and only those that differ are
     read at that point."""
+    if workers.pool is None:  # one process: nothing runs ahead
+        return {}
     fim_sha = _fim_commit(mainline, date_of, _guess_cutoff(done, date_of, o))
     items = [(_blob_key(p, b, None), p, b, None) for p, b in sources.tree_blobs(open_repo(repo), fim_sha, o)]
     hits = cache.get([k for k, *_ in items]) if cache else {}

@@ -125,7 +125,7 @@ def test_workers_and_batch_sizes_do_not_change_what_is_mined(tmp_path, repo_buil
         b.commit("wip" if i < 4 else f"Rewrite the parser for format {i % 5}, revision {i}",
                  {f"lib/fmt{i % 5}.py": distinct_function(f"parse_{i}", 22 + i)}, day=1 + i)
     runs = []
-    for name, overrides in (("serial", ["data.mine.workers=1"]),
+    for name, overrides in (("serial", ["data.mine.workers=1", "data.mine.chunk_size=3"]),
                             ("pooled", ["data.mine.workers=2", "data.mine.chunk_size=2"])):
         (tmp_path / name).mkdir()
         runs.append(mine_repo(tmp_path / name, b.path, "data.mine.test_fraction=0.5", *overrides))
