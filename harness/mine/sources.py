@@ -84,13 +84,12 @@ def _added_pairs(text: str, added: list[int], o: dict) -> list[dict]:
 
 
 def blob_data(data: bytes, path: str, o: dict, redactor: Redactor,
-              bench: dedup.Benchmarks | None, added: list[int] | None) -> dict | None:
-    """Redacted text and docstring pairs of one file (its bytes: `data`), with signatures and
-    contamination of what may be trained on; None if the file is not UTF-8 text.
+              added: list[int] | None) -> dict | None:
+    """Redacted text and docstring pairs of one file (its bytes: `data`); None if the file is
+    not UTF-8 text. `sign` adds what dedup and decontamination need.
 
     `added` is None for a train file; for a test file (never trained on) it holds the lines
-    its commit added: only the functions defined there become pairs, and only those are signed
-    (near dedup compares them with train)."""
+    its commit added: only the functions defined there become pairs."""
     if b"\0" in data:
         return None
     try:
@@ -104,13 +103,23 @@ def blob_data(data: bytes, path: str, o: dict, redactor: Redactor,
     for p in pairs:
         p["instruction"] = (f"Write `{p['name']}` in {path}, as its signature and docstring "
                             f"describe:\n{p['header']}")
+    return {"text": text, "redactions": sorted(set(kinds)), "pairs": pairs, "_contaminated": None}
+
+
+def sign(files: list[dict | None], train: list[bool], o: dict, bench: dedup.Benchmarks | None) -> None:
+    """Add signatures and contamination to the `blob_data` of many files, in one pass of each:
+    every docstring pair is signed (near dedup compares a test file's pairs with train), the
+    whole text of a `train` file is checked for contamination; a whole file is deduplicated by
+    content, never by similarity, so it needs no signature."""
+    pairs = [p for f in files if f for p in f["pairs"]]
     prints = dedup.fingerprints([(p["instruction"], p["body"]) for p in pairs], o["dedup"]["ngram"],
                                 o["dedup"]["num_perm"], bench)
     for p, fp in zip(pairs, prints, strict=True):
         p.update(fp)
-    # a whole file is deduplicated by content, never by similarity: it needs no signature
-    dirty = dedup.contamination([text], o["dedup"]["ngram"], bench)[0] if added is None else None
-    return {"text": text, "redactions": sorted(set(kinds)), "pairs": pairs, "_contaminated": dirty}
+    whole = [f for f, t in zip(files, train, strict=True) if f and t]
+    for f, dirty in zip(whole, dedup.contamination([f["text"] for f in whole], o["dedup"]["ngram"], bench),
+                        strict=True):
+        f["_contaminated"] = dirty
 
 
 def file_records(path: str, sha: str, date: str, split: str, d: dict, name: str,

@@ -315,13 +315,14 @@ def blob_chunk(repo: str, items: list[tuple[str, str, str, list[int] | None]], o
                cache: tuple[str, str] | None = None) -> list[dict]:
     """Derived data of whole files (sources.blob_data) for `(key, path, blob, added)` items,
     stored in the cache `cache` too."""
-    from harness.mine.sources import blob_data
+    from harness.mine.sources import blob_data, sign
 
     _, redactor = _repo(repo)
     prepare(o)
     data = _read_blobs(repo, {blob for _, _, blob, _ in items})
-    out = [{"sha": key, "data": blob_data(data[blob], path, o, redactor, bench(), added)}
+    out = [{"sha": key, "data": blob_data(data[blob], path, o, redactor, added)}
            for key, path, blob, added in items]
+    sign([r["data"] for r in out], [added is None for *_, added in items], o, bench())
     if db := _cache(cache):
         db.put(out)
     return out
