@@ -87,6 +87,12 @@ def _gate(text: str) -> list[int]:
     return lines
 
 
+def may_hold_secret(text: str) -> bool:
+    """False only if `Redactor.redact` returns `text` unchanged: no line of it passes the first
+    gate, which every rule and plugin needs."""
+    return bool(_gate(text))
+
+
 def placeholder(kind: str) -> str:
     return f"<secret:{slug(kind)}>"
 

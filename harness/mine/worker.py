@@ -29,7 +29,7 @@ from harness.mine.filters import (
     message_reason,
     size_reason,
 )
-from harness.mine.records import FileDiff, author_id, build, record_id, unified_diff
+from harness.mine.records import FileDiff, author_id, before_may_fit, build, record_id
 from harness.mine.scan import CommitMeta, FileStat, scan
 from harness.mine.secrets import Redactor
 
@@ -208,11 +208,6 @@ def _prepare(c: CommitMeta, res: dict, files: list[FileStat], mfs: dict, o: dict
     return redact(c.message, "COMMIT_EDITMSG"), diffs
 
 
-def _wants_context(message: str, diffs: list[FileDiff], o: dict) -> bool:
-    room = o["fit_tokens"] * o["chars_per_token"] - len(message) - len(unified_diff(diffs))
-    return o["context_lines"] > 0 and room > 200
-
-
 def _record(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old: dict[str, bytes],
             o: dict, redact: _Scrub) -> tuple[dict, str]:
     """(the record, its request: what near dedup compares besides the response)."""
@@ -295,8 +290,10 @@ def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozens
         ready = _prepare(c, res, files, {mf.new_path or mf.old_path: mf for mf in mfs}, o, scrub)
         if ready is not None:
             prepared.append((c, res, *ready, scrub))
-    old = _read_blobs(repo, {d.old_blob for _, _, msg, ds, _ in prepared
-                             if _wants_context(msg, ds, o) for d in ds if d.old_blob})
+    fit_chars = int(o["fit_tokens"] * o["chars_per_token"])
+    old = _read_blobs(repo, {d.old_blob for _, res, msg, ds, _ in prepared
+                             if before_may_fit(res["kind"], res["source"], msg, res["target"], ds, fit_chars,
+                                               o["context_lines"]) for d in ds if d.old_blob})
     built = [(res, *_record(c, res, message, diffs_, old, o, scrub))
              for c, res, message, diffs_, scrub in prepared]
     prints = dedup.fingerprints([(request, rec["response"]) for _, rec, request in built],
