@@ -151,14 +151,20 @@ def _shingles_of(hashes: np.ndarray, cuts: np.ndarray, ngram: int) -> tuple[np.n
     (as `shingle_hashes` of that run gives them) are sh[bounds[i]:bounds[i + 1]]."""
     lens = np.diff(cuts)
     full = shingle_hashes(hashes, ngram)  # shingle p: tokens p .. p + ngram - 1
-    if (lens >= ngram).all():
-        owner = np.repeat(np.arange(len(lens)), lens)[:len(full)]
-        sh = full[np.arange(len(full)) + ngram <= cuts[1:][owner]]
-        return sh, np.concatenate(([0], np.cumsum(lens - ngram + 1)))
-    # a run shorter than ngram is one shingle of all its tokens: the rare slow path
-    parts = [shingle_hashes(hashes[a:b], ngram) for a, b in pairwise(cuts.tolist())]
-    return (np.concatenate(parts) if parts else np.empty(0, dtype=np.uint32),
-            np.concatenate(([0], np.cumsum([len(p) for p in parts], dtype=np.int64))))
+    owner = np.repeat(np.arange(len(lens)), lens)[:len(full)]
+    long = full[np.arange(len(full)) + ngram <= cuts[1:][owner]]
+    # a run shorter than ngram is one shingle of all its tokens (none if it has none)
+    short = np.flatnonzero((lens > 0) & (lens < ngram))
+    bounds = np.concatenate(([0], np.cumsum(np.where(lens >= ngram, lens - ngram + 1, lens > 0))))
+    if not len(short):
+        return long, bounds
+    sh = np.empty(bounds[-1], dtype=np.uint32)
+    at = bounds[short]
+    sh[at] = [shingle_hashes(hashes[cuts[i]:cuts[i + 1]], ngram)[0] for i in short.tolist()]
+    rest = np.ones(len(sh), dtype=bool)
+    rest[at] = False
+    sh[rest] = long
+    return sh, bounds
 
 
 SCHEME = "affine32"  # datasketch's default permutation scheme; stored signatures use it
@@ -335,25 +341,28 @@ class Benchmarks:
     def __init__(self, ngram: int, threshold: float, min_shingles: int = 10) -> None:
         from harness.eval.benchmarks import load_humaneval, load_mbpp
 
-        self.threshold, self.names, parts = threshold, [], []
+        self.threshold = threshold
         items = [(p.task_id, text) for p in [*load_humaneval(), *load_mbpp(split="all")]
                  for text in (p.prompt, p.reference.split(p.prompt, 1)[-1] if p.task == "humaneval" else p.reference)]
-        hashes, cuts = tokens([text for _, text in items])
-        for (name, _), a, b in zip(items, cuts, cuts[1:], strict=False):
-            sh = np.unique(shingle_hashes(hashes[a:b], ngram))
-            if len(sh) >= min_shingles:
-                parts.append(sh)
-                self.names.append(name)
-        self.sizes = np.array([len(sh) for sh in parts], dtype=np.int64)
-        flat = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint32)
-        order = np.argsort(flat, kind="stable")
-        self.items = np.repeat(np.arange(len(parts)), self.sizes)[order]  # item of each entry
-        self.keys, starts = np.unique(flat[order], return_index=True)
-        self.starts = np.append(starts, len(flat))  # entries of keys[k]: starts[k]:starts[k + 1]
+        # every item's distinct shingles at once: (item, shingle) pairs made unique
+        sh, bounds = _shingles_of(*tokens([text for _, text in items]), ngram)
+        owner = np.repeat(np.arange(len(items), dtype=np.uint64), np.diff(bounds))
+        pairs = np.unique((owner << _U64(32)) | sh)
+        owner, sh = (pairs >> _U64(32)).astype(np.int64), pairs.astype(np.uint32)
+        sizes = np.bincount(owner, minlength=len(items))
+        kept = sizes >= min_shingles
+        self.names = [name for (name, _), k in zip(items, kept.tolist(), strict=True) if k]
+        self.sizes = sizes[kept]
+        keep = kept[owner]
+        owner, sh = (np.cumsum(kept) - 1)[owner[keep]], sh[keep]  # items renumbered
+        order = np.argsort(sh, kind="stable")
+        self.items = owner[order]  # item of each entry
+        self.keys, starts = np.unique(sh[order], return_index=True)
+        self.starts = np.append(starts, len(sh))  # entries of keys[k]: starts[k]:starts[k + 1]
         # a one-probe Bloom filter on the low bits: one gather rules out ~97% of shingles
         self.maybe = np.zeros(int(_FILTER_MASK) + 1, dtype=bool)
         self.maybe[self.keys & _FILTER_MASK] = True
-        self.min_hits = threshold * self.sizes.min() if len(parts) else 1
+        self.min_hits = threshold * self.sizes.min() if len(self.sizes) else 1
 
     def contained_many(self, sh: np.ndarray, bounds: np.ndarray) -> list[str | None]:
         """For each group of shingle hashes sh[bounds[i]:bounds[i + 1]]: the task id of the
