@@ -47,9 +47,15 @@ class CommitCache:
                         "sha TEXT NOT NULL, data BLOB NOT NULL, UNIQUE (key, sha))")
 
     def get(self, shas: Iterable[str]) -> dict[str, dict]:
-        wanted = set(shas)
-        rows = self.db.execute("SELECT sha, data FROM commit_results WHERE key = ?", (self.key,))
-        return {sha: pickle.loads(data) for sha, data in rows if sha in wanted}
+        """The stored results of `shas` (looked up through the (key, sha) index, 500 at a time:
+        a scan of every row for a few would read the whole cache)."""
+        wanted, out = list(dict.fromkeys(shas)), {}
+        for i in range(0, len(wanted), 500):
+            part = wanted[i:i + 500]
+            rows = self.db.execute("SELECT sha, data FROM commit_results WHERE key = ? AND sha IN "
+                                   f"({','.join('?' * len(part))})", (self.key, *part))
+            out.update((sha, pickle.loads(data)) for sha, data in rows)
+        return out
 
     def put(self, results: Iterable[dict]) -> None:
         with self.db:
