@@ -38,7 +38,7 @@ from harness.errors import HarnessError
 from harness.io import atomic_write_json, jsonl_line, sha256_file, stable_hash, write_jsonl
 from harness.mine import dedup, github, sources, worker
 from harness.mine.cache import CommitCache
-from harness.mine.diffs import modified_files, open_repo
+from harness.mine.diffs import open_repo
 from harness.mine.repo import git, github_slug, inspect
 from harness.mine.reviews import github_records
 from harness.mine.scan import GIT_SAFE, iso_utc
@@ -236,8 +236,8 @@ def _author_cap(records: list[dict], share: float, stats: Stats) -> list[dict]:
     return [r for r in records if r["id"] not in dropped]
 
 
-def _blob_key(path: str, blob: str, added: list[int] | None) -> str:
-    return f"blob:{blob}:{Path(path).suffix}:{stable_hash(added)[:12]}"
+def _blob_key(path: str, blob: str, change: tuple[str, str | None] | None) -> str:
+    return f"blob:{blob}:{Path(path).suffix}:{stable_hash(change)[:12]}"
 
 
 def _deal(items: list, n: int) -> list[list]:
@@ -280,11 +280,12 @@ def _prefetch(workers: _Workers, repo: Path, mainline: list[str], date_of: dict[
             for key, *_ in batch}
 
 
-def _read_files(repo: Path, items: list[tuple[str, str, list[int] | None]], o: dict,
+def _read_files(repo: Path, items: list[tuple[str, str, tuple[str, str | None] | None]], o: dict,
                 cache: CommitCache | None, workers: _Workers,
                 prefetched: dict[str, Future]) -> Callable[[], list[dict | None]]:
-    """Start deriving the data of each (path, blob, added lines or None for train), cached;
-    the call returned waits for the data, in the order of `items`."""
+    """Start deriving the data of each (path, blob, change), cached: change is None for a train
+    file, (commit, path before) for a test file (see `worker.blob_chunk`). The call returned
+    waits for the data, in the order of `items`."""
     keys = [_blob_key(p, b, a) for p, b, a in items]
     hits = cache.get(keys) if cache else {}
     todo = list({k: (k, p, b, a) for k, (p, b, a) in zip(keys, items, strict=True)
@@ -360,17 +361,6 @@ def _commit_records(results: dict[str, dict], shas: list[str], pulls: dict[str, 
     return records, negatives
 
 
-def _added_lines(repo: Path, files: list[tuple[dict, str, str, str | None]]) -> list[list[int]]:
-    """The lines each (commit record, path, blob, path before) added to the file: one batched
-    diff of those commits (plain commits: diffed against their parent), limited to those paths
-    (a commit's other files may be ones mining never reads, such as a 50 MB dump)."""
-    shas = list(dict.fromkeys(r["shas"][0] for r, *_ in files))
-    paths = sorted({p for _, path, _, old in files for p in (path, old) if p})  # renames pair up
-    diffs = modified_files(open_repo(repo), [(s, None) for s in shas], paths)
-    mfs = {sha: {mf.new_path: mf for mf in diff} for sha, diff in zip(shas, diffs, strict=True)}
-    return [[n for n, _ in mfs[r["shas"][0]][path].diff_parsed["added"]] for r, path, *_ in files]
-
-
 def _file_sources(repo: Path, info, mainline: list[str], results: dict, records: list[dict],
                   cutoff: str | None, o: dict, cache: CommitCache | None, workers: _Workers,
                   prefetched: dict[str, Future], queued: Callable[[], object]) -> tuple[list[dict], str]:
@@ -385,19 +375,19 @@ def _file_sources(repo: Path, info, mainline: list[str], results: dict, records:
               for r in sorted(records, key=lambda r: r["committed_at"])
               if r["split"] == "test" and r["kind"] == "commit"
               for path, blob, old in results[r["shas"][0]]["fim"] if sources.fim_ok(path, o)}
-    test = [(r, path, blob, added) for (r, path, blob, _), added
-            in zip(newest.values(), _added_lines(repo, list(newest.values())), strict=True)]
-    read_test = _read_files(repo, [(p, b, a) for _, p, b, a in test], o, cache, workers, {})
+    test = list(newest.values())
+    read_test = _read_files(repo, [(p, b, (r["shas"][0], old)) for r, p, b, old in test], o, cache,
+                            workers, {})
     queued()
     out = []
     for (path, _), d in zip(train, read_train(), strict=True):
         if d is not None:
             out += sources.file_records(path, fim_sha, results[fim_sha]["committed_at"], "train",
                                         d, info.name)
-    for (r, path, _, added), d in zip(test, read_test(), strict=True):
+    for (r, path, *_), d in zip(test, read_test(), strict=True):
         if d is not None:
             out += sources.file_records(path, r["shas"][0], r["committed_at"], "test", d,
-                                        info.name, added)
+                                        info.name, d["added"])
     return out, fim_sha
 
 

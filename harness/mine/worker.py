@@ -307,19 +307,37 @@ def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozens
     return results
 
 
+def _added_lines(grepo, files: list[tuple[str, str, str | None]]) -> list[list[int]]:
+    """The lines each (commit, path, path before) added to the file: one batched diff of those
+    commits (against their first parent), limited to those paths (a commit's other files may
+    be ones mining never reads, such as a 50 MB dump)."""
+    shas = list(dict.fromkeys(sha for sha, *_ in files))
+    paths = sorted({p for _, path, old in files for p in (path, old) if p})  # renames pair up
+    diffs = modified_files(grepo, [(s, None) for s in shas], paths)
+    mfs = {sha: {mf.new_path: mf for mf in diff} for sha, diff in zip(shas, diffs, strict=True)}
+    return [[n for n, _ in mfs[sha][path].diff_parsed["added"]] for sha, path, _ in files]
+
+
 @_without_gc
-def blob_chunk(repo: str, items: list[tuple[str, str, str, list[int] | None]], o: dict,
+def blob_chunk(repo: str, items: list[tuple[str, str, str, tuple[str, str | None] | None]], o: dict,
                cache: tuple[str, str] | None = None) -> list[dict]:
-    """Derived data of whole files (sources.blob_data) for `(key, path, blob, added)` items,
-    stored in the cache `cache` too."""
+    """Derived data of whole files (sources.blob_data) for `(key, path, blob, change)` items,
+    stored in the cache `cache` too. `change` is None for a train file; for a test file it is
+    (the test commit, the path before it), whose added lines (`added` in the data) are where
+    held-out FIM holes are cut and which functions become pairs."""
     from harness.mine.sources import blob_data, sign
 
-    _, redactor = _repo(repo)
+    grepo, redactor = _repo(repo)
     prepare(o)
     data = _read_blobs(repo, {blob for _, _, blob, _ in items})
-    out = [{"sha": key, "data": blob_data(data[blob], path, o, redactor, added)}
-           for key, path, blob, added in items]
-    sign([r["data"] for r in out], [added is None for *_, added in items], o, bench())
+    changes = [(change[0], path, change[1]) for _, path, _, change in items if change]
+    added = dict(zip(((sha, path) for sha, path, _ in changes), _added_lines(grepo, changes), strict=True))
+    out = []
+    for key, path, blob, change in items:
+        lines = added[change[0], path] if change else None
+        d = blob_data(data[blob], path, o, redactor, lines)
+        out.append({"sha": key, "data": d if d is None or lines is None else {**d, "added": lines}})
+    sign([r["data"] for r in out], [change is None for *_, change in items], o, bench())
     if db := _cache(cache):
         db.put(out)
     return out
