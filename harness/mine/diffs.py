@@ -12,8 +12,9 @@ GitPython's own code; only the process boundary is ours.
 
 from __future__ import annotations
 
+import re
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from git import Blob, Repo
@@ -42,11 +43,25 @@ def _blob(repo: Repo | None, sha: bytes | None, mode: int | None, path: str | No
     return Blob(repo, hex_to_bin(sha), mode=mode, path=path)
 
 
+def _headers(text: bytes) -> Iterator[re.Match]:
+    """GitPython's header regex matched where each file's header starts: only a header line
+    starts with "diff --git " (every patch line starts with " ", "+", "-" or "\\"), and
+    matching there took a third of the time of its `finditer` over the whole patch."""
+    starts = [0] if text.startswith(b"diff --git ") else []
+    at = text.find(b"\ndiff --git ")
+    while at != -1:
+        starts.append(at + 1)
+        at = text.find(b"\ndiff --git ", at + 1)
+    for pos in starts:
+        if header := Diff.re_header.match(text, pos):
+            yield header
+
+
 def parse_patch(repo: Repo | None, text: bytes) -> list[Diff]:
     """GitPython `Diff`s of one commit's `git diff` output (same parse as GitPython's)."""
     out: list[Diff] = []
     prev = None
-    for header in Diff.re_header.finditer(text):
+    for header in _headers(text):
         (a_fb, b_fb, old_mode, new_mode, rename_from, rename_to, new_file_mode,
          deleted_file_mode, copied_name, a_blob, b_blob, b_mode, a_path, b_path) = header.groups()
         if prev is not None:
