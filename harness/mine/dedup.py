@@ -5,8 +5,9 @@ diff markup skipped, so a pasted function matches its source), all computed with
 the text's bytes. Near duplicates: MinHash signatures in datasketch's affine32 scheme and LSH
 with datasketch's banding (Jaccard). Contamination is a containment question (a benchmark
 solution pasted into a large file has a low Jaccard similarity with that file but is fully
-inside it), answered exactly from the shingles, per record, in the workers; MinHash LSH
-Ensemble, datasketch's containment index, took longer to build than mining itself.
+inside it), answered exactly from the shingles of a batch of records at once, in the
+workers; MinHash LSH Ensemble, datasketch's containment index, took longer to build than
+mining itself.
 """
 from __future__ import annotations
 
@@ -254,8 +255,8 @@ def minhash(sig: str | bytes):
                        scheme=SCHEME)
 
 
-def _change_key(tokens: np.ndarray) -> str:
-    return hashlib.sha256(tokens.tobytes()).hexdigest()
+def _change_key(hashes: np.ndarray) -> str:
+    return hashlib.sha256(hashes.tobytes()).hexdigest()
 
 
 def exact_key(record: dict) -> str:

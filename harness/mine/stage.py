@@ -136,14 +136,6 @@ class _Workers:
                 yield job.result() if self.pool else job()
                 bar.update(jobs[job])
 
-    def map(self, fn, repo: Path, batches: list[list], o: dict, desc: str, unit: str,
-            queued: Callable[[], object] = lambda: None) -> Iterator[list]:
-        """`fn(repo, batch, o)` of every batch, yielded as each completes; `queued()` is called
-        once every batch is queued (to queue more work behind them)."""
-        jobs = self.submit(fn, repo, batches, o)
-        queued()
-        yield from self.results(jobs, desc, unit)
-
 
 def _workers(o: dict) -> int:
     return int(o["workers"]) or os.cpu_count() or 1
@@ -172,7 +164,8 @@ def _mine_commits(repo: Path, shas: list[str], o: dict, boundary: set[str], cach
              len(todo), len(batches))
     # each batch is cached by its worker as it completes: a crash loses only those in flight
     fn = functools.partial(mine_chunk, boundary=boundary, cache=cache.spec if cache else None)
-    for done, batch in enumerate(workers.map(fn, repo, batches, o, "mining commits", "commit"), 1):
+    jobs = workers.submit(fn, repo, batches, o)
+    for done, batch in enumerate(workers.results(jobs, "mining commits", "commit"), 1):
         results.update((r["sha"], r) for r in batch)
         if done == len(batches) - workers.n > 0:  # the last round is under way
             last_round(results)
