@@ -190,7 +190,7 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
 
 
 _BLOCK = 1 << 12  # shingles per (num_perm x shingles) matrix: 2 MB at 128 permutations, which
-# stays in the CPU cache (a 16 MB matrix took 4x longer here)
+# stays in the CPU cache (16 MB matrices took about 3x longer here)
 
 
 def signatures(sh: np.ndarray, bounds: np.ndarray, num_perm: int) -> np.ndarray:
@@ -282,7 +282,7 @@ def exact_dedup(records: list[dict]) -> tuple[list[dict], list[dict]]:
 @lru_cache(maxsize=4)
 def bands(threshold: float, num_perm: int) -> tuple[int, int]:
     """datasketch's LSH banding (bands, rows per band) for this threshold: it integrates for
-    them (18 ms here), so the stage asks once, before its workers fork."""
+    them (18 ms here), so the stage asks once, while git lists the commits, not at the end."""
     from datasketch import MinHashLSH
 
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
