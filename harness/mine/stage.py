@@ -114,7 +114,8 @@ class _Workers:
             # fork: workers start in milliseconds with everything imported (the benchmark
             # index included), and never re-run the caller's __main__ as spawn would
             self.pool = ProcessPoolExecutor(max_workers=self.n,
-                                            mp_context=multiprocessing.get_context("fork"))
+                                            mp_context=multiprocessing.get_context("fork"),
+                                            initializer=worker.die_with_parent, initargs=(os.getpid(),))
         return self
 
     def __exit__(self, *exc) -> None:

@@ -59,6 +59,23 @@ def _repo(path: str):
     return _STATE["repo"], _STATE["redactor"]
 
 
+def die_with_parent(parent: int) -> None:
+    """A worker's initializer: have the kernel kill this process when the process that forked
+    it dies, however it dies (a SIGKILLed `harness mine` left its workers, ~135 MB each,
+    blocked on the pool's queue for minutes: they hold the queue's write end themselves, so
+    they never see it close). Linux's PR_SET_PDEATHSIG; elsewhere the pool's own checks."""
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # not Linux: no prctl
+        return
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
 def prepare(o: dict) -> None:
     """Build once per process what mining needs: the benchmark index for decontamination, the
     secret scanners' compiled patterns, the token hashes' table of powers and the LSH banding.
