@@ -1,33 +1,111 @@
-"""File helpers every stage uses: atomic writes, JSONL, and content hashes.
+"""File helpers every stage uses: atomic writes, JSONL, content hashes, and the disk-full error.
 
 Every output is written to a temporary file in the same directory and renamed into place,
-so a crash never leaves a half-written file behind.
+so a crash never leaves a half-written file behind. `tempfile` creates its files 0600 and its
+directories 0700 (right for secrets, wrong for reports and a team registry), so the helpers
+here give them the mode a plain `open` would: 0666/0777 less the user's umask.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def umask() -> int:
+    """The process umask, read without changing it where Linux shows it (/proc), since a
+    set-and-restore would race with other threads creating files."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_temp_dir(parent: str | Path, prefix: str) -> Path:
+    """`tempfile.mkdtemp` in `parent`, with the mode `mkdir` would give (not 0700)."""
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    os.chmod(tmp, 0o777 & ~umask())
+    return tmp
+
+
+def free_bytes(path: str | Path) -> int:
+    """Free space on the filesystem of `path` (or of its nearest existing parent)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "an unknown amount"
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def disk_full_error(path: str | Path, needed: int | None) -> HarnessError:
+    """The error for a write to `path` that ran out of space, with what it needed and what is
+    free, so the user knows where to make room and how much."""
+    return HarnessError(
+        f"no space left on the device holding {path}: the write needed {_size(needed)}, "
+        f"{_size(free_bytes(path))} is free there. Nothing was published; what finished is "
+        "kept. Fix: free space on that filesystem (or point runs/, cache_dir or report_dir at "
+        "another), then run the same command again."
+    )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it was raised from) is a write that ran out of space.
+    torch and safetensors re-raise ENOSPC as RuntimeError text, so the text is checked too."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            return True
+        text = str(exc)
+        if "No space left on device" in text or "StorageFull" in text or "Disk quota" in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` via a temp file + rename (atomic on POSIX)."""
+    """Write `text` to `path` via a temp file + rename (atomic on POSIX), with the user's
+    umask; a full disk raises a HarnessError naming the path and the space needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    data = text.encode("utf-8")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        os.fchmod(fd, 0o666 & ~umask())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full_error(path, len(data)) from e
         raise
     return path
 
