@@ -124,9 +124,9 @@ class Judge:
         if self.client.stop_reason:
             done = sum(r is not None for r in results)
             raise HarnessError(
-                f"{self.client.stop_reason} Stopped cleanly: {done} of {len(results)} "
-                f"judgements of this batch finished and every reply received is cached, so a "
-                f"rerun pays only for what is missing.")
+                f"{self.client.stop_reason} Stopped cleanly: {self.client.ledger.spent()} in "
+                f"this run; {done} of {len(results)} judgements of this batch finished and "
+                f"every reply received is cached, so a rerun pays only for what is missing.")
         return results  # type: ignore[return-value]
 
     def _options(self, kind: str) -> tuple[dict, dict[str, dict]]:

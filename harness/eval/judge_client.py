@@ -10,6 +10,8 @@ and within a budget.
   400/422, so one judge config works against OpenAI, vLLM and servers that support neither.
 - Content-addressed cache: every reply is stored under the hash of everything that determines
   it (model, messages, parameters), so a rerun or a resumed run pays for nothing twice.
+- Coalescing: identical requests in flight at the same time share one call (the others wait for
+  its reply), and a reply already received in this run is reused even without a disk cache.
 - Budget: tokens and cost are counted per call, and a call starts only if its worst-case cost
   fits in what is left; calls already in flight finish (and are cached) before the run stops.
 """
@@ -72,6 +74,11 @@ class Ledger:
             self.completion_tokens += usage.get("completion_tokens", 0)
             self.spent_usd += self.cost(usage)
 
+    def spent(self) -> str:
+        """What this run has paid so far, in words, for messages written after the fact."""
+        return (f"${self.spent_usd:.6f} spent on {self.calls} new calls "
+                f"({self.cached_calls} more answered without a call)")
+
     def summary(self) -> dict:
         return {"calls": self.calls, "cached_calls": self.cached_calls,
                 "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -98,6 +105,8 @@ class JudgeClient:
         self.stop_reason: str | None = None
         self._api: Any = None
         self._semaphore: asyncio.Semaphore | None = None
+        self._inflight: dict[str, asyncio.Task] = {}  # request key -> the one call making it
+        self._received: dict[str, dict] = {}  # request key -> reply, for this client's lifetime
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[JudgeClient]:
@@ -127,18 +136,39 @@ class JudgeClient:
         key = stable_hash({"model": self.model, "messages": messages, "params": params,
                            "optional": optional})
         path = self.cache_dir / f"{key}.json" if self.cache_dir else None
+        if key in self._received:
+            self.ledger.cached_calls += 1
+            return {**self._received[key], "cached": True}
         if path is not None and path.is_file():
             self.ledger.cached_calls += 1
             return {**read_json(path), "cached": True}
+        if key in self._inflight:  # the same request is on the wire: wait for its reply
+            reply = await self._inflight[key]
+            self.ledger.cached_calls += 1
+            return {**reply, "cached": True}
+        call = asyncio.ensure_future(self._call(messages, params, optional, keep, path))
+        self._inflight[key] = call
+        try:
+            reply = await call
+        finally:
+            del self._inflight[key]
+        if "error" not in reply:
+            self._received[key] = reply
+        return {**reply, "cached": False}
+
+    async def _call(self, messages: list[dict], params: dict, optional: dict[str, dict],
+                    keep: tuple[str, ...], path: Path | None) -> dict:
+        """One paid request, within the concurrency limit and the budget; cached once received."""
         assert self._semaphore is not None, "use complete() inside `async with client.session()`"
         async with self._semaphore:
             if self.stop_reason:
                 raise Stopped
             worst = self.ledger.worst_case(messages, params.get("max_tokens", 0))
             if not self.ledger.reserve(worst):
+                # what was spent is added when the run stops (Judge._run): calls still in
+                # flight now are paid for after this line runs
                 self.stop(f"the judge budget of ${self.ledger.budget_usd} for this run would be "
-                          f"exceeded: ${self.ledger.spent_usd:.6f} spent on {self.ledger.calls} "
-                          f"calls, and the next call could cost up to ${worst:.6f}. Fix: rerun "
+                          f"exceeded: the next call could cost up to ${worst:.6f}. Fix: rerun "
                           f"to continue with a fresh budget for the remaining calls, or raise "
                           f"judge.budget_usd (null: no cap).")
                 raise Stopped
@@ -149,7 +179,7 @@ class JudgeClient:
                 self.ledger.settle(worst, None if reply is None or "error" in reply else reply["usage"])
         if path is not None and "error" not in reply:
             atomic_write_json(path, reply)
-        return {**reply, "cached": False}
+        return reply
 
     async def _request(self, messages: list[dict], params: dict, optional: dict[str, dict],
                        keep: tuple[str, ...]) -> dict:

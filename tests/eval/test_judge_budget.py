@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 from conftest import make_cfg
 from judge_fake_server import FakeJudge, json_judge
@@ -10,6 +13,7 @@ from harness.errors import HarnessError
 from harness.eval.judging import run_judge
 from harness.io import read_jsonl
 
+RUBRIC = Path(__file__).resolve().parents[2] / "judges" / "code_change.yaml"
 ITEMS = [{"id": f"c{i}", "instruction": f"Implement change {i}", "response": f"+line {i}"}
          for i in range(2)]
 ANSWERS = {"base": [{"output": "def f(): pass"}, {"output": "GOOD base"}],
@@ -65,3 +69,35 @@ def test_bad_judge_settings_are_refused_before_any_call(tmp_path, override, mess
         run_judge(cfg_for(tmp_path, server.base_url, override), tmp_path / "out", "unused",
                   ITEMS, ANSWERS)
     assert server.requests == []
+
+
+def test_identical_prompts_in_flight_together_are_paid_once():
+    """45 judgements of 30 distinct prompts, all in flight at once: 30 calls, not 45."""
+    from harness.eval.judge import Judge, JudgeItem, load_rubric
+    from harness.eval.judge_client import JudgeClient
+
+    distinct = [JudgeItem(f"i{n}", f"Change {n}", f"answer {n}") for n in range(30)]
+    copies = [JudgeItem(f"copy{n}", i.instruction, i.response) for n, i in enumerate(distinct[:15])]
+    rubric = load_rubric(RUBRIC)
+    one = dataclasses.replace(rubric, criteria=rubric.criteria[:1])
+    with FakeJudge(json_judge, latency_s=0.3) as server:
+        judge = Judge(one, JudgeClient(server.base_url, "fake", max_concurrency=64),
+                      output="json", max_tokens=50)
+        rows = judge.grade(distinct + copies)
+    assert len(server.requests) == 30
+    assert judge.client.ledger.calls == 30 and judge.client.ledger.cached_calls == 15
+    by_id = {r["item_id"]: r for r in rows}
+    assert all(by_id[f"copy{n}"]["raw"] == by_id[f"i{n}"]["raw"] and by_id[f"copy{n}"]["cached"]
+               for n in range(15))
+
+
+def test_the_budget_message_counts_what_the_calls_in_flight_spent(tmp_path):
+    """The budget runs out while calls are in flight: the message is written after they are
+    paid for, so it names what was really spent."""
+    with FakeJudge(json_judge, latency_s=0.3) as server:
+        cfg = cfg_for(tmp_path, server.base_url, "judge.max_concurrency=4", "judge.budget_usd=2.5")
+        with pytest.raises(HarnessError) as stopped:
+            run_judge(cfg, tmp_path / "out", "unused", ITEMS, ANSWERS)
+    paid = len(server.requests)
+    assert paid > 0
+    assert f"${PER_CALL * paid:.6f} spent on {paid} new calls" in str(stopped.value)
