@@ -54,6 +54,7 @@ TOOLS = {
     "build-tiny": "harness.models.tiny:build_from_cfg",
 }
 COMMANDS = (*STAGE_COMMANDS, *TOOLS)
+LOCKED = (*STAGE_COMMANDS, "merge")  # commands that write into runs/<run_name>/
 FLAGS = {"--force": ("registry.force", False), "--reason": ("registry.reason", True),
          "--sweep": ("report.sweep", True)}
 
@@ -79,8 +80,37 @@ def translate(command: str, args: list[str]) -> list[str]:
     return out
 
 
+def command_line_run_names(overrides: list[str]) -> list[str]:
+    """Every literal `run_name` the overrides set (each value of a sweep), parsed by Hydra's own
+    override grammar so quoting and `a,b` sweeps read as Hydra will read them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(
+            [a for a in overrides if a.lstrip("+~").startswith("run_name=")])
+    except Exception:  # malformed: Hydra refuses it itself, with its own message
+        return []
+    names: list[str] = []
+    for o in parsed:
+        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        names += [str(v) for v in values if "${" not in str(v)]  # interpolations: checked later
+    return names
+
+
 def dispatch(command: str, cfg) -> int:
-    """Run `command`; returns the process exit code."""
+    """Run `command` (a stage command holding its run directory's lock); returns the exit code."""
+    from harness.paths import check_run_name
+
+    check_run_name(cfg.run_name)
+    if command in LOCKED:
+        from harness.runlock import run_lock
+
+        with run_lock(cfg.run_dir, " ".join(["harness", command, *sys.argv[1:-1]])):
+            return _dispatch(command, cfg)
+    return _dispatch(command, cfg)
+
+
+def _dispatch(command: str, cfg) -> int:
     if command in TOOLS:
         module, func = TOOLS[command].split(":")
         result = getattr(importlib.import_module(module), func)(cfg)
@@ -122,7 +152,16 @@ def main(argv: list[str] | None = None) -> None:
     from harness.errors import HarnessError
     from harness.paths import CONF_DIR
 
-    sys.argv = [f"harness {command}", *translate(command, argv), f"hydra.job.name={command}"]
+    overrides = translate(command, argv)
+    try:  # before Hydra makes runs/<run_name>/, which `run_name=../../x` would put elsewhere
+        from harness.paths import check_run_name
+
+        for name in command_line_run_names(overrides):
+            check_run_name(name)
+    except HarnessError as e:
+        print(f"harness: {e}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+    sys.argv = [f"harness {command}", *overrides, f"hydra.job.name={command}"]
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def app(cfg):

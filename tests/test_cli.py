@@ -83,3 +83,23 @@ def test_a_stage_runs_its_missing_inputs_first(tmp_path, history_repo, harness_c
 def test_help_lists_the_commands():
     res = subprocess.run([*HARNESS, "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "harness run experiment=smoke" in res.stdout
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/abs", "a/b", "..", ".hidden", "ok,../x"])
+def test_a_run_name_that_is_not_a_plain_name_is_refused_before_anything_is_written(tmp_path, harness_cache, name):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    res = harness(work, harness_cache, "gate", f"run_name={name}")
+    assert res.returncode == 2 and "is not a plain name" in res.stdout and "Traceback" not in res.stdout
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b"]  # no runs/ anywhere
+
+
+def test_a_second_command_on_a_busy_run_is_refused_naming_the_holder(tmp_path, harness_cache):
+    from harness.runlock import run_lock
+
+    with run_lock(tmp_path / "runs" / "busy", "harness run run_name=busy"):
+        res = harness(tmp_path, harness_cache, "train", "run_name=busy")
+    assert res.returncode == 2 and "Traceback" not in res.stdout
+    assert f"in use by pid {os.getpid()}" in res.stdout and "`harness run run_name=busy`" in res.stdout
+    made = [p.name for p in (tmp_path / "runs" / "busy").iterdir() if p.is_dir()]
+    assert made == [".hydra"]  # no stage started: Hydra's own config copy and log only
