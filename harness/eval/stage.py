@@ -44,14 +44,32 @@ from harness.eval.sandbox import Sandbox
 from harness.format.chat import to_messages
 from harness.format.fim import fim_tokens
 from harness.gate.thresholds import freeze_thresholds
-from harness.io import atomic_write_json, read_jsonl, stable_hash, write_jsonl
+from harness.io import atomic_write_json, read_jsonl, sha256_file, stable_hash, write_jsonl
 from harness.models.load import load_tokenizer, resolve_model_path
+from harness.paths import project_path
 from harness.stages import require_output
 
 log = logging.getLogger(__name__)
 MODELS = ("base", "candidate")
 RUNNERS = ("harness", "lm_eval")
 SCORERS = ("sandbox", "bigcode")
+
+
+def fingerprint_inputs(cfg: DictConfig) -> dict:
+    """The inputs of eval's results that its config sections name but do not hold, by content:
+    the judge rubric (editing it must re-judge), the benchmark files and lm-eval task
+    definitions the prompts come from, and the sandbox mode and user that really run the
+    programs (mode null picks the strongest that works here, and that changes verdicts)."""
+    from harness.eval.benchmarks import BENCHMARK_DIR
+    from harness.eval.lmeval import TASK_DIR
+    from harness.eval.sandbox import detect
+
+    rubric = project_path(cfg.judge.rubric)
+    sources = [*BENCHMARK_DIR.glob("*.jsonl"), *TASK_DIR.glob("*.yaml"), *TASK_DIR.glob("*.py")]
+    mode, user = detect(cfg.eval.sandbox.mode)
+    return {"rubric": sha256_file(rubric) if rubric.is_file() else None,
+            "sources": {f"{p.parent.name}/{p.name}": sha256_file(p) for p in sorted(sources)},
+            "sandbox": {"mode": mode, "user": user}}
 
 
 def _cached(path: Path, make) -> list[dict]:
