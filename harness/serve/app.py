@@ -2,7 +2,11 @@
 
 The base model is loaded once; each adapter is attached to it with PEFT under its own name and
 picked per request by the `model` field, so comparing base and candidates never reloads
-weights. A lock serialises generation because every request shares that one model.
+weights. Every request shares that one model, so they take turns on it one decoding step at a
+time, in arrival order (harness/serve/fair.py): a long request slows a short one down, it does not
+hold it up until it finishes. What a request may ask for (body size, prompt tokens, new tokens)
+is bounded by `Limits`, and harness/serve/guard.py checks the key and the body size before any
+of it is read.
 
 Only the subset of the API the harness uses is implemented, plus vLLM's `guided_choice`, which
 forces the reply to be one of a few strings (how an LLM judge is made to answer "1".."5").
@@ -17,9 +21,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Annotated, Any
 
+import anyio.from_thread
 import torch
 import uvicorn
 from fastapi import FastAPI, Request
@@ -31,12 +36,36 @@ from starlette.exceptions import HTTPException
 
 from harness.errors import HarnessError
 from harness.models.load import load_model, load_tokenizer
+from harness.serve.fair import FairLock
+from harness.serve.guard import Guard, error_body
 from harness.serve.postprocess import Cursor, clean
 
 DEFAULT_FIM = {"prefix": "<|fim_prefix|>", "suffix": "<|fim_suffix|>",
                "middle": "<|fim_middle|>", "end": "<|endoftext|>"}
 CHAT_MAX_TOKENS = 512  # OpenAI's chat default is "until the context is full"; we cap it
 COMPLETION_MAX_TOKENS = 16  # OpenAI's documented default for /v1/completions
+MAX_STOP = 64  # stop strings per request (each is searched for after every token)
+MAX_CHOICES = 16  # guided_choice scores every choice in one batch holding the prompt per choice
+DISCONNECT_CHECK_STEPS = 16  # how often a generation looks whether its client is still there
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask of the server; `harness serve` reads them from conf/serve
+    (the defaults here are the same, for the in-process servers of eval and the judge)."""
+
+    max_body_bytes: int = 524_288  # larger bodies: 413, before they are read or parsed
+    max_prompt_tokens: int | None = 8192  # longer prompts: 400 (None: the model's context only)
+    max_tokens: int = 1024  # new tokens per request; a larger max_tokens is cut to this
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name == "max_prompt_tokens":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise HarnessError(f"serve.{f.name}={value!r} must be a positive integer. Fix: "
+                                   f"set it to one, e.g. serve.{f.name}={f.default}.")
 
 
 class APIError(Exception):
@@ -48,9 +77,7 @@ class APIError(Exception):
 
 
 def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(error_body(status, message, code), status_code=status)
 
 
 class _Request(BaseModel):
@@ -60,8 +87,8 @@ class _Request(BaseModel):
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # what torch's generator takes
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP)] | None = None
     n: int = 1
     stream: bool = False
 
@@ -71,7 +98,7 @@ class ChatRequest(_Request):
     max_completion_tokens: int | None = None
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    guided_choice: list[str] | None = None
+    guided_choice: Annotated[list[str], Field(min_length=1, max_length=MAX_CHOICES)] | None = None
 
 
 class CompletionRequest(_Request):
@@ -90,9 +117,10 @@ class Generation:
 
 
 class _Engine:
-    """The shared model, its tokenizer and adapters; every use goes through `use(name)`."""
+    """The shared model, its tokenizer and adapters; every step on it goes through `turn(name)`."""
 
-    def __init__(self, model_ref: str, adapters: dict[str, str], served_name: str):
+    def __init__(self, model_ref: str, adapters: dict[str, str], served_name: str,
+                 limits: Limits):
         if served_name in adapters:
             raise HarnessError(f"adapter name {served_name!r} clashes with the base model's name")
         cuda = torch.cuda.is_available()
@@ -112,33 +140,44 @@ class _Engine:
             for name in rest:
                 model.load_adapter(adapters[name], adapter_name=name)
         self.model = model.eval()
-        self.served_name, self.adapters = served_name, dict(adapters)
-        self.lock = threading.Lock()
+        self.served_name, self.adapters, self.limits = served_name, dict(adapters), limits
+        self.lock = FairLock()
+        self._active: str | None = None  # whose weights are switched on (None: not yet set)
 
     @property
     def names(self) -> list[str]:
         return [self.served_name, *self.adapters]
 
-    @contextlib.contextmanager
-    def use(self, name: str) -> Iterator[None]:
-        """Hold the lock with `name`'s weights active (for the base: all adapters disabled)."""
+    def check(self, name: str) -> None:
         if name not in self.names:
             raise APIError(404, f"The model `{name}` does not exist; served: {self.names}",
                            "model_not_found")
+
+    @contextlib.contextmanager
+    def turn(self, name: str) -> Iterator[None]:
+        """Hold the model, in arrival order, with `name`'s weights switched on (for the base:
+        every adapter off). Held for one step, so requests for different adapters interleave;
+        the switch is a flag on each LoRA layer, made only when the name changes."""
         with self.lock:
-            if name != self.served_name:
-                self.model.set_adapter(name)
-                yield
-            elif self.adapters:
-                with self.model.disable_adapter():
-                    yield
-            else:
-                yield
+            if self.adapters and name != self._active:
+                if name == self.served_name:
+                    self.model.base_model.disable_adapter_layers()
+                else:
+                    self.model.base_model.enable_adapter_layers()
+                    self.model.set_adapter(name, inference_mode=True)
+                self._active = name
+            yield
 
     def budget(self, n_prompt: int, requested: int) -> int:
-        """`requested` new tokens, cut so prompt + completion fit the model's context."""
+        """`requested` new tokens, cut to `limits.max_tokens` and so that prompt + completion
+        fit the model's context; a prompt over `limits.max_prompt_tokens` is refused."""
         if n_prompt == 0:
             raise APIError(400, "the prompt is empty")
+        if self.limits.max_prompt_tokens is not None and n_prompt > self.limits.max_prompt_tokens:
+            raise APIError(400, f"the prompt is {n_prompt} tokens; this server takes at most "
+                                f"{self.limits.max_prompt_tokens} (serve.max_prompt_tokens)",
+                           "context_length_exceeded")
+        requested = min(requested, self.limits.max_tokens)
         room = (self.context or n_prompt + requested) - n_prompt
         if room <= 0:
             raise APIError(400, f"the prompt is {n_prompt} tokens; the model's context is "
@@ -150,12 +189,14 @@ class _Engine:
         return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
 
     @torch.inference_mode()
-    def generate(self, ids: list[int], max_tokens: int, temperature: float, top_p: float,
-                 seed: int | None, stop: list[str], stop_ids: set[int],
+    def generate(self, name: str, ids: list[int], max_tokens: int, temperature: float,
+                 top_p: float, seed: int | None, stop: list[str], stop_ids: set[int],
                  top_logprobs: int | None = None,
-                 until: Callable[[str], bool] | None = None) -> Generation:
-        """Decode token by token (KV-cached) until a stop token, a stop string, max_tokens or
-        `until(text)` says the text is complete.
+                 until: Callable[[str], bool] | None = None,
+                 gone: Callable[[], bool] | None = None) -> Generation:
+        """Decode token by token (KV-cached, one `turn` per step) until a stop token, a stop
+        string, max_tokens or `until(text)` says the text is complete, or `gone()` says the
+        client left (then the steps would only delay the others).
 
         Stop strings are checked on the decoded text, so they may span tokens; the returned
         text ends before the earliest one, as OpenAI's does.
@@ -165,8 +206,12 @@ class _Engine:
         out: list[int] = []
         entries: list[dict] = []
         text, finish, token = "", "length", -1
-        for _ in range(max_tokens):
-            step = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
+        for i in range(max_tokens):
+            if gone is not None and i % DISCONNECT_CHECK_STEPS == DISCONNECT_CHECK_STEPS - 1 \
+                    and gone():
+                break
+            with self.turn(name):
+                step = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
             past = step.past_key_values
             logprobs = torch.log_softmax(step.logits[0, -1].float(), dim=-1).cpu()
             token = _sample(logprobs, temperature, top_p, rng)
@@ -193,7 +238,8 @@ class _Engine:
         return Generation(text, n_tokens, finish, entries if top_logprobs is not None else None)
 
     @torch.inference_mode()
-    def choose(self, ids: list[int], choices: list[str], top_logprobs: int | None) -> Generation:
+    def choose(self, name: str, ids: list[int], choices: list[str],
+               top_logprobs: int | None) -> Generation:
         """vLLM's guided_choice: the choice with the highest total log-probability.
 
         All choices are scored in one right-padded batch; only the logits over the choice
@@ -203,12 +249,16 @@ class _Engine:
         if not all(seqs):
             raise APIError(400, "guided_choice entries must be non-empty strings")
         width = max(map(len, seqs))
+        if self.budget(len(ids), width) < width:  # a choice is what gets generated
+            raise APIError(400, f"a guided_choice entry is {width} tokens; at most "
+                                f"{self.budget(len(ids), width)} fit (serve.max_tokens, context)")
         pad = self.tokenizer.pad_token_id or 0
         batch = [ids + s + [pad] * (width - len(s)) for s in seqs]
         mask = [[1] * (len(ids) + len(s)) + [0] * (width - len(s)) for s in seqs]
-        logits = self.model(input_ids=torch.tensor(batch, device=self.device),
-                            attention_mask=torch.tensor(mask, device=self.device),
-                            logits_to_keep=width + 1).logits[:, :-1]
+        with self.turn(name):
+            logits = self.model(input_ids=torch.tensor(batch, device=self.device),
+                                attention_mask=torch.tensor(mask, device=self.device),
+                                logits_to_keep=width + 1).logits[:, :-1]
         logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         totals = torch.stack([logprobs[i, torch.arange(len(s)), torch.tensor(s)].sum()
                               for i, s in enumerate(seqs)])
@@ -275,8 +325,14 @@ def _reply(kind: str, prefix: str, model: str, choice: dict, n_prompt: int,
             "model": model, "choices": [choice], "usage": usage}
 
 
+def _gone(request: Request) -> Callable[[], bool]:
+    """Whether the client disconnected, asked from the worker thread a sync endpoint runs in."""
+    return lambda: anyio.from_thread.run(request.is_disconnected)
+
+
 def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_name: str = "base",
-               fim: dict | None = None, postprocess: bool = False) -> FastAPI:
+               fim: dict | None = None, postprocess: bool = False, limits: Limits | None = None,
+               api_key: str | None = None) -> FastAPI:
     """Load `model_ref` once (plus `adapters`: name -> adapter dir) and serve it over HTTP.
 
     `fim` overrides the fill-in-the-middle sentinels (prefix, suffix, middle, end) used when a
@@ -284,14 +340,18 @@ def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_na
     makes the code-completion clean-up (harness/serve/postprocess.py) the default for
     /v1/completions, as `harness serve` does for editors; a request's own `postprocess` field
     wins. Off by default: evaluation and the judge need the model's raw output.
+    `limits` bound what one request may ask for; with `api_key`, every request must carry it
+    as a bearer token.
     """
     adapters = dict(adapters or {})
-    engine = _Engine(model_ref, adapters, served_name)
+    limits = limits or Limits()
+    engine = _Engine(model_ref, adapters, served_name, limits)
     tok = engine.tokenizer
     fim = {**DEFAULT_FIM, **(fim or {})}
     fim_end = tok.get_vocab().get(fim["end"])
     app = FastAPI(title="harness model server")
     app.state.engine = engine
+    app.add_middleware(Guard, max_body_bytes=limits.max_body_bytes, api_key=api_key)
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -316,7 +376,8 @@ def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_na
             for name in engine.names]}
 
     @app.post("/v1/chat/completions")
-    def chat_completions(req: ChatRequest) -> dict:
+    def chat_completions(req: ChatRequest, request: Request) -> dict:
+        engine.check(req.model)
         sampling = _check(req)
         try:
             messages = [{"role": m.get("role"), "content": _text(m.get("content"))}
@@ -326,20 +387,20 @@ def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_na
             raise APIError(400, f"could not render the messages with the chat template: {e}") from e
         ids = tok(prompt, add_special_tokens=False).input_ids
         top = (req.top_logprobs or 0) if req.logprobs else None
-        with engine.use(req.model):
-            if req.guided_choice is not None:
-                gen = engine.choose(ids, req.guided_choice, top)
-            else:
-                wanted = _max_tokens(req.max_completion_tokens, req.max_tokens, CHAT_MAX_TOKENS)
-                gen = engine.generate(ids, engine.budget(len(ids), wanted), **sampling,
-                                      stop_ids=engine.eos_ids, top_logprobs=top)
+        if req.guided_choice is not None:
+            gen = engine.choose(req.model, ids, req.guided_choice, top)
+        else:
+            wanted = _max_tokens(req.max_completion_tokens, req.max_tokens, CHAT_MAX_TOKENS)
+            gen = engine.generate(req.model, ids, engine.budget(len(ids), wanted), **sampling,
+                                  stop_ids=engine.eos_ids, top_logprobs=top, gone=_gone(request))
         choice = {"index": 0, "message": {"role": "assistant", "content": gen.text},
                   "logprobs": None if gen.logprobs is None else {"content": gen.logprobs},
                   "finish_reason": gen.finish_reason}
         return _reply("chat.completion", "chatcmpl", req.model, choice, len(ids), gen)
 
     @app.post("/v1/completions")
-    def completions(req: CompletionRequest) -> dict:
+    def completions(req: CompletionRequest, request: Request) -> dict:
+        engine.check(req.model)
         sampling = _check(req)
         if req.echo:
             raise APIError(400, "echo is not supported")
@@ -353,11 +414,11 @@ def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_na
         stop_ids = engine.eos_ids | ({fim_end} if fim_end is not None else set())
         cursor = (Cursor.of(prompts[0], req.suffix or "")
                   if (postprocess if req.postprocess is None else req.postprocess) else None)
-        with engine.use(req.model):
-            wanted = _max_tokens(req.max_tokens, COMPLETION_MAX_TOKENS)
-            gen = engine.generate(
-                ids, engine.budget(len(ids), wanted), **sampling, stop_ids=stop_ids,
-                until=None if cursor is None else lambda t: clean(t, cursor, final=False).ended)
+        wanted = _max_tokens(req.max_tokens, COMPLETION_MAX_TOKENS)
+        gen = engine.generate(
+            req.model, ids, engine.budget(len(ids), wanted), **sampling, stop_ids=stop_ids,
+            until=None if cursor is None else lambda t: clean(t, cursor, final=False).ended,
+            gone=_gone(request))
         text, finish = gen.text, gen.finish_reason
         if cursor is not None:
             done = clean(text, cursor)

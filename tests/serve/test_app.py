@@ -8,7 +8,8 @@ import openai
 import pytest
 from conftest import make_adapter
 
-from harness.serve.app import ServerThread, create_app
+from harness.errors import HarnessError
+from harness.serve.app import Limits, ServerThread, create_app
 from harness.serve.postprocess import Cursor, clean
 
 CHAT = [{"role": "user", "content": "Write a function that adds two numbers."}]
@@ -161,3 +162,80 @@ def test_completions_are_cleaned_up_and_stop_early(client):
             assert done.choices[0].finish_reason == "stop"
         changed += expected.text != raw.choices[0].text
     assert changed  # the random model's text does hit the rules
+
+
+MALFORMED = [  # field sent -> a word the 400's message must contain
+    ({"guided_choice": []}, "guided_choice"),
+    ({"guided_choice": [str(i) for i in range(17)]}, "guided_choice"),
+    ({"seed": 2**64}, "seed"),
+    ({"seed": -(2**63) - 1}, "seed"),
+    ({"stop": ["x"] * 65}, "stop"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"max_tokens": "many"}, "max_tokens"),
+    ({"temperature": 3}, "temperature"),
+    ({"top_logprobs": 21, "logprobs": True}, "top_logprobs"),
+    ({"messages": "not a list"}, "messages"),
+    ({"messages": [{"role": "user", "content": {"not": "text"}}]}, "chat template"),
+    ({"n": 2}, "n=1"),
+]
+
+
+@pytest.mark.parametrize(("field", "word"), MALFORMED, ids=[w for _, w in MALFORMED])
+def test_malformed_fields_get_a_clear_400_and_the_connection_stays_usable(server, field, word):
+    import httpx
+
+    valid = {"model": "base", "messages": CHAT, "max_tokens": 2, "temperature": 0}
+    with httpx.Client(base_url=server.base_url, timeout=60) as http:
+        r = http.post("/chat/completions", json={**valid, **field})
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert word in error["message"] and error["type"] == "invalid_request_error"
+        assert "Traceback" not in r.text
+        # the same keep-alive connection answers the next request (a 500 used to reset it)
+        assert http.post("/chat/completions", json=valid).status_code == 200
+
+
+def test_a_seed_at_the_edge_of_the_range_is_accepted(client):
+    for seed in (2**64 - 1, -(2**63)):
+        r = client.chat.completions.create(model="base", messages=CHAT, max_tokens=2, seed=seed)
+        assert r.usage.completion_tokens > 0
+
+
+@pytest.fixture(scope="module")
+def limited(tiny_model):
+    """A server with small limits: 6 new tokens, 40 prompt tokens."""
+    with ServerThread(create_app(tiny_model, limits=Limits(max_prompt_tokens=40,
+                                                          max_tokens=6))) as srv:
+        yield openai.OpenAI(base_url=srv.base_url, api_key="EMPTY", max_retries=0)
+
+
+def test_max_tokens_is_cut_to_the_configured_limit(limited):
+    r = limited.completions.create(model="base", prompt="def f(x):\n", max_tokens=10**9,
+                                   temperature=0)
+    assert r.usage.completion_tokens <= 6
+    chat = limited.chat.completions.create(model="base", messages=CHAT, temperature=0)  # no max
+    assert chat.usage.completion_tokens <= 6
+
+
+def test_a_prompt_over_the_token_limit_is_refused_with_the_setting_named(limited):
+    with pytest.raises(openai.BadRequestError) as e:
+        limited.completions.create(model="base", prompt="x = 1\n" * 100, max_tokens=1)
+    assert e.value.body["code"] == "context_length_exceeded"
+    assert "serve.max_prompt_tokens" in e.value.body["message"]
+    ok = limited.completions.create(model="base", prompt="x = 1\n", max_tokens=1)
+    assert ok.usage.prompt_tokens <= 40
+
+
+def test_a_guided_choice_longer_than_max_tokens_is_refused(limited):
+    with pytest.raises(openai.BadRequestError) as e:
+        limited.chat.completions.create(
+            model="base", messages=[{"role": "user", "content": "Rate."}], max_tokens=1,
+            extra_body={"guided_choice": ["ok", "a much longer answer than six tokens, surely"]})
+    assert "guided_choice" in e.value.body["message"]
+
+
+@pytest.mark.parametrize("bad", [{"max_tokens": 0}, {"max_body_bytes": -1},
+                                 {"max_prompt_tokens": "many"}, {"max_tokens": True}])
+def test_limits_must_be_positive_integers(bad):
+    with pytest.raises(HarnessError, match=f"serve.{next(iter(bad))}"):
+        Limits(**bad)
