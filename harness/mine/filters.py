@@ -13,12 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
 
-# Messages that say nothing about the change: a model cannot learn "what to do" from them.
-_LOW_INFO = re.compile(
-    r"^\s*(wip|update[sd]?|fix(es|ed)?|changes?|misc|tmp|temp|test|cleanup|typo|fix typo|"
-    r"merge\b.*|bump\b.*|v?\d+(\.\d+)+.*|release\b.*|initial commit|minor|stuff|\.+)\s*[.!]?\s*$",
-    re.IGNORECASE,
-)
+from harness.mine import messages
+
 _MERGE_PR = re.compile(r"^Merge pull request #(\d+)\b")
 _SQUASH_PR = re.compile(r"^(.*\S)\s+\(#(\d+)\)\s*$")
 _SUGGESTION = re.compile(r"^Apply suggestions? from (code review|@\S+)", re.IGNORECASE)
@@ -69,12 +65,8 @@ def bot_reason(author_name: str, author_email: str, message: str, patterns: Sequ
 
 
 def message_reason(message: str, min_chars: int) -> str | None:
-    text = message.strip()
-    if len(text) < min_chars:
-        return "short_message"
-    if _LOW_INFO.match(text) and len(text.splitlines()) == 1:
-        return "low_info_message"
-    return None
+    """Why an instruction (the cleaned message) does not read like one (messages.py)."""
+    return messages.quality_reason(message, min_chars)
 
 
 @lru_cache(maxsize=8)

@@ -14,14 +14,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from harness.mine import messages
 from harness.mine.secrets import may_hold_secret
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
-# Trailers that name people (often with e-mail addresses) or tools: records carry neither.
-_TRAILER = re.compile(r"^(signed-off-by|co-authored-by|reviewed-by|acked-by|tested-by|"
-                      r"reported-by|suggested-by|cc|change-id):", re.IGNORECASE)
-
-
 def author_id(email: str) -> str:
     """Stable pseudonym: records carry no e-mail addresses."""
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
@@ -32,9 +28,8 @@ def record_id(*parts: str) -> str:
 
 
 def clean_message(message: str) -> str:
-    """The message without trailers and surrounding blank lines."""
-    lines = [line for line in message.strip().split("\n") if not _TRAILER.match(line.strip())]
-    return "\n".join(lines).strip()
+    """The message without residue, trailers and boilerplate (messages.py)."""
+    return messages.clean(message)
 
 
 @dataclass

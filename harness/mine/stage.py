@@ -81,6 +81,7 @@ class Stats:
     def __init__(self) -> None:
         self.sources: dict[str, dict] = defaultdict(lambda: {"in": 0, "dropped": Counter()})
         self.dropped: Counter = Counter()
+        self.cuts: dict[str, Counter] = defaultdict(Counter)  # per kind: changes split, parts made
 
     def seen(self, kind: str, n: int = 1) -> None:
         self.sources[kind]["in"] += n
@@ -92,7 +93,8 @@ class Stats:
 
     def report(self, kept: list[dict]) -> dict:
         out = Counter(r["kind"] for r in kept)
-        return {k: {"in": v["in"], "dropped": dict(v["dropped"]), "out": out.get(k, 0)}
+        return {k: {"in": v["in"], "dropped": dict(v["dropped"]), "out": out.get(k, 0),
+                    **({"cut": dict(self.cuts[k])} if self.cuts.get(k) else {})}
                 for k, v in sorted(self.sources.items())}
 
 
@@ -343,6 +345,9 @@ def _commit_records(results: dict[str, dict], shas: list[str], pulls: dict[str, 
         if r["drop"]:
             stats.drop(r["kind"], r["drop"])
             continue
+        if r.get("cut") == "split":  # one change made several records, per file or region
+            stats.cuts[r["kind"]]["split_changes"] += 1
+            stats.cuts[r["kind"]]["split_records"] += len(r["records"])
         for rec in r["records"]:
             rec = {**rec, "repo": name, "pr": rec["pr"] or pulls.get(sha)}
             if sha in pulls and rec["kind"] != "review_fix":

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness.mine import dedup, secrets
+from harness.mine import dedup, pairs, secrets
 from harness.mine.cache import CommitCache
 from harness.mine.diffs import line_counts, modified_files, open_repo
 from harness.mine.filters import (
@@ -29,14 +29,15 @@ from harness.mine.filters import (
     message_reason,
     size_reason,
 )
-from harness.mine.records import FileDiff, author_id, before_may_fit, build, record_id
+from harness.mine.records import FileDiff, author_id, build, instruction_for, record_id
 from harness.mine.scan import CommitMeta, FileStat, scan
 from harness.mine.secrets import Redactor
 
 # Settings a commit's result depends on (their hash keys the per-commit cache).
 KEYS = ("skip_merges", "bot_patterns", "min_message_chars", "skip_paths", "min_changed_lines",
         "max_changed_lines", "max_files", "max_file_bytes", "max_line_chars", "fim_extensions",
-        "context_lines", "fit_tokens", "chars_per_token", "pr", "review", "dedup", "benchmarks")
+        "context_lines", "fit_tokens", "chars_per_token", "pr", "review", "dedup", "benchmarks",
+        "target_format", "max_parts")
 
 HEAVY_BYTES = 100_000
 _STATE: dict[str, Any] = {}
@@ -132,7 +133,8 @@ def _cheap(c: CommitMeta, o: dict, boundary: set[str], res: dict) -> list[FileSt
     if kind.kind == "revert":
         res["drop"] = "revert_commit"
         return None
-    if kind.kind in ("commit", "pr") and (reason := message_reason(c.message, o["min_message_chars"])):
+    request = instruction_for(kind.kind, kind.source, c.message, kind.target)
+    if kind.kind in ("commit", "pr") and (reason := message_reason(request, o["min_message_chars"])):
         res["drop"] = reason
         return None
     files = []
@@ -225,24 +227,36 @@ def _prepare(c: CommitMeta, res: dict, files: list[FileStat], mfs: dict, o: dict
     return redact(c.message, "COMMIT_EDITMSG"), diffs
 
 
-def _record(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old: dict[str, bytes],
-            o: dict, redact: _Scrub) -> tuple[dict, str]:
-    """(the record, its request: what near dedup compares besides the response)."""
+def _records(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old: dict[str, bytes],
+             o: dict, redact: _Scrub) -> list[tuple[dict, str]]:
+    """(record, request: what near dedup compares besides the response) of each pair the
+    change makes (pairs.py); `res["cut"]` says whether it was whole, split or too long."""
     for d in diffs:
         if d.old_blob in old:
             d.before = lambda b=d.old_blob: old[b].decode("utf-8", "replace")
-    request, context, response = build(res["kind"], res["source"], message, res["target"], diffs,
-                                       int(o["fit_tokens"] * o["chars_per_token"]),
-                                       o["context_lines"], redact)
-    instruction = request + context
-    rec = {
-        "id": record_id(res["kind"], c.sha), "kind": res["kind"], "source": res["source"],
-        "pr": res["pr"], "shas": [c.sha], "authored_at": c.authored_at, "committed_at": c.committed_at,
-        "author_id": res["author_id"], "instruction": instruction, "response": response,
-        "files": [d.path for d in diffs], "added": sum(d.added for d in diffs),
-        "deleted": sum(d.deleted for d in diffs), "redactions": sorted(set(redact.found)),
-    }
-    return rec, request  # the change itself is compared; the context is the repository's code
+    fit = int(o["fit_tokens"] * o["chars_per_token"])
+    if res["kind"] == "review_fix":
+        request, context, response = build(res["kind"], res["source"], message, res["target"], diffs,
+                                           fit, o["context_lines"], redact)
+        made, res["cut"] = [pairs.Pair(request, context, response, [d.path for d in diffs],
+                                       sum(d.added for d in diffs), sum(d.deleted for d in diffs))], "whole"
+    else:
+        request = instruction_for(res["kind"], res["source"], message, res["target"])
+        made, res["cut"] = pairs.pairs(request, diffs, fit, o["context_lines"], o["target_format"],
+                                       redact, o["max_parts"])
+    out = []
+    for i, p in enumerate(made):
+        rec = {
+            "id": record_id(res["kind"], c.sha, *([str(i)] if len(made) > 1 else [])),
+            "kind": res["kind"], "source": res["source"], "pr": res["pr"], "shas": [c.sha],
+            "authored_at": c.authored_at, "committed_at": c.committed_at, "author_id": res["author_id"],
+            "instruction": p.request + p.context, "response": p.response, "files": p.files,
+            "added": p.added, "deleted": p.deleted, "format": o["target_format"],
+            "part": [i + 1, len(made)] if len(made) > 1 else None,
+            "redactions": sorted(set(redact.found)),
+        }
+        out.append((rec, p.request))  # the change itself is compared; the context is the repository's code
+    return out
 
 
 def bench() -> dedup.Benchmarks | None:
@@ -307,13 +321,16 @@ def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozens
         ready = _prepare(c, res, files, {mf.new_path or mf.old_path: mf for mf in mfs}, o, scrub)
         if ready is not None:
             prepared.append((c, res, *ready, scrub))
-    fit_chars = int(o["fit_tokens"] * o["chars_per_token"])
-    old = _read_blobs(repo, {d.old_blob for _, res, msg, ds, _ in prepared
-                             if before_may_fit(res["kind"], res["source"], msg, res["target"], ds, fit_chars,
-                                               o["context_lines"]) for d in ds if d.old_blob})
-    built = [(res, *_record(c, res, message, diffs_, old, o, scrub))
-             for c, res, message, diffs_, scrub in prepared]
-    prints = dedup.fingerprints([(request, rec["response"]) for _, rec, request in built],
+    # the code before every change: the prompt shows the region each change is made in
+    old = _read_blobs(repo, {d.old_blob for _, _, _, ds, _ in prepared for d in ds if d.old_blob})
+    built = []
+    for c, res, message, diffs_, scrub in prepared:
+        made = _records(c, res, message, diffs_, old, o, scrub)
+        if not made:
+            res["drop"] = "too_long"
+        built += [(res, rec, request) for rec, request in made]
+    prints = dedup.fingerprints([(request, pairs.code_of(rec["response"]) if rec.get("format") != "diff"
+                                  else rec["response"]) for _, rec, request in built],
                                 o["dedup"]["ngram"], o["dedup"]["num_perm"], bench())
     for (res, rec, _), fp in zip(built, prints, strict=True):
         res["records"].append({**rec, **fp})

@@ -64,11 +64,16 @@ def by_source(mined, source):
 
 
 def test_a_merged_pull_request_becomes_a_pr_record(mined):
-    [pr] = by_source(mined, "git:merge")
-    assert pr["kind"] == "pr" and pr["pr"] == 7 and pr["shas"] == [mined["merge"]]
-    assert pr["instruction"].startswith("Cache account lookups")  # the PR title, not "Merge pull request"
-    # the PR's whole change against main: both of its files
-    assert pr["files"] == ["shop/cache.py", "shop/stats.py"] and "+def cache_stats(value):" in pr["response"]
+    parts = by_source(mined, "git:merge")
+    assert {(p["kind"], p["pr"]) for p in parts} == {("pr", 7)}
+    assert all(p["shas"] == [mined["merge"]] for p in parts)
+    # the PR title, not "Merge pull request"
+    assert all(p["instruction"].startswith("Cache account lookups") for p in parts)
+    # the PR's whole change against main: both of its files, one record each when the two do
+    # not fit the budget together, each request naming its part
+    assert sorted(f for p in parts for f in p["files"]) == ["shop/cache.py", "shop/stats.py"]
+    assert any("def cache_stats(value):" in p["response"] for p in parts)
+    assert len(parts) == 1 or all(f"belongs in `{p['files'][0]}`" in p["instruction"] for p in parts)
 
 
 def test_a_squash_merge_keeps_its_description_and_loses_the_number(mined):
@@ -111,7 +116,8 @@ def test_a_reverted_commit_is_a_negative_example_never_trained_on(mined):
 
 def test_a_rename_diffs_against_the_old_path(mined):
     [r] = [r for r in mined["records"] if r.get("instruction", "").startswith("Rename rule 2")]
-    assert r["response"].startswith("--- a/shop/rule2.py\n+++ b/shop/holidays.py\n")
+    assert r["response"].startswith("shop/holidays.py (renamed from shop/rule2.py)\n<<<<<<< SEARCH\n")
+    assert "The code before the change:\n--- shop/rule2.py (lines " in r["instruction"]
     assert r["added"] == 26 and r["deleted"] == 0  # the content change only, not the whole file
 
 

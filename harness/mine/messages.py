@@ -1,0 +1,78 @@
+"""Commit and PR messages as instructions: cleaned of what is not the author's request, and
+judged on whether they read like one (OctoPack's CommitPackFT kept a commit only when its
+message did; ours are its checks in spirit: a first line that states a change, in words).
+
+Cleaning keeps the meaning and removes residue: VCS-conversion blocks (`--HG--` / `branch :`,
+`git-svn-id:`), trailers that name people or tools (Signed-off-by, Co-authored-by, ...),
+tool footers ("Generated with ..."), CI directives (`[skip ci]`), and pull-request template
+boilerplate (HTML comments, unticked checklists, "Thanks for contributing").
+"""
+
+from __future__ import annotations
+
+import re
+
+_TRAILER = re.compile(r"^(signed-off-by|co-authored-by|reviewed-by|acked-by|tested-by|reported-by|"
+                      r"suggested-by|helped-by|cc|change-id|reviewed-on|pr-url|git-svn-id)\s*:",
+                      re.IGNORECASE)
+# hg-git / hg-fast-export residue: "--HG--" then "branch : x", "extra : rebase_source : ..."
+_HG_FIELD = re.compile(r"^(branch|extra|rename|copy|user|date|tag)\s*:", re.IGNORECASE)
+_FOOTER = re.compile(r"^(🤖\s*)?generated (with|by) \[?(claude|copilot|cursor|aider|chatgpt)|"
+                     r"^this (pr|pull request) was (automatically )?(created|generated) by",
+                     re.IGNORECASE)
+_CI = re.compile(r"\[(skip ci|ci skip|no ci|skip actions|actions skip)\]", re.IGNORECASE)
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_TEMPLATE = re.compile(
+    r"^\s*([-*] \[[ xX]\]|#+\s*(checklist|pull request checklist|description|"
+    r"type of change)\s*:?\s*$|(thanks?( you)? for (contributing|your contribution)))",
+    re.IGNORECASE)
+_BLANKS = re.compile(r"\n{3,}")
+
+# First lines that say nothing a model could act on (CommitPackFT dropped the same kinds).
+_LOW_INFO = re.compile(
+    r"^\s*(wip|work in progress|update[sd]?|fix(es|ed)?|changes?|misc|tmp|temp|tests?|cleanup|"
+    r"clean ?up|typos?|fix(ed)? typos?|minor( fix(es)?| changes?)?|stuff|refactor(ing)?|lint(ing)?|"
+    r"pep ?8|flake8|format(ting)?|more|oops|again|done|save|commit|"
+    r"merge\b.*|bump\b.*|v?\d+(\.\d+)+.*|release\b.*|prepare (for )?release\b.*|"
+    r"(back )?to (dev|development)( version)?|initial commit|first commit|\.+)\s*[.!]*\s*$",
+    re.IGNORECASE)
+# "Update README.md", "fix tests", "changes to foo.py": one verb and one word or file name
+_VERB_THING = re.compile(
+    r"^\s*(update[sd]?|fix(es|ed)?|change[sd]?|edit(s|ed)?|modif(y|ied|ies)|tweak(s|ed)?|"
+    r"cleanup|clean up|changes to|more|improve[sd]?)\s+\S+\s*[.!]*\s*$",
+    re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+
+
+def clean(message: str) -> str:
+    """The message as an instruction: residue and boilerplate removed, its meaning kept."""
+    text = _HTML_COMMENT.sub("", message.replace("\r\n", "\n"))
+    out, in_hg = [], False
+    for line in text.split("\n"):
+        s = line.strip()
+        if s == "--HG--":
+            in_hg = True
+            continue
+        if in_hg and (_HG_FIELD.match(s) or not s):
+            continue
+        in_hg = False
+        if _TRAILER.match(s) or _FOOTER.match(s) or _TEMPLATE.match(line):
+            continue
+        out.append(_CI.sub("", line).rstrip())
+    return _BLANKS.sub("\n\n", "\n".join(out)).strip()
+
+
+def quality_reason(message: str, min_chars: int) -> str | None:
+    """Why a (cleaned) message does not read like an instruction, or None: too short, a
+    low-information first line, or too few words to state a change."""
+    text = clean(message)
+    subject = text.split("\n", 1)[0]
+    if len(text) < min_chars:
+        return "short_message"
+    if _LOW_INFO.match(subject) and len(text.splitlines()) == 1:
+        return "low_info_message"
+    if _VERB_THING.match(subject) and len(text.splitlines()) == 1:
+        return "low_info_message"
+    if len(_WORD.findall(subject)) < 2:  # "#123", "v2", "pep8 stuff.py": no statement of a change
+        return "not_an_instruction"
+    return None

@@ -1,0 +1,269 @@
+"""The pair a model learns from a change (CommitPackFT grade): the instruction and the current
+code of what changes → the new code of that region, in the token budget.
+
+The prompt holds what a developer has when asked for the change: the request, and for each
+changed file the code before the change (the enclosing function or class of a Python hunk,
+else a window of lines around it), headed by its path and line numbers. The target is one of
+`FORMATS`, set by `data.mine.target_format`:
+
+- `search_replace`: per hunk, a SEARCH block (the hunk's old lines, all shown in the prompt)
+  and its REPLACE block, the edit format aider applies; a new file has an empty SEARCH.
+- `region`: the new code of every region shown in the prompt (OctoPack's CommitPackFT pairs
+  the old and new contents of a file; a region is that, cut to what fits).
+- `diff`: the unified diff, as before (kept for comparison; its unseen lines are the problem
+  this module exists for).
+
+A change that does not fit is shown with less context first (function → window of
+`context_lines` → the hunk's own three lines), then split per file and per region, with the
+request naming the part ("the part of this change in `path`"), so the message still applies;
+what still does not fit is dropped and counted. Nothing is truncated.
+
+Python's enclosing function is found from indentation, not `ast.parse`: parsing every old
+version of every changed file cost more than the rest of mining (a 3,000-line module is ~20 ms
+to parse), and a region only needs the lines of the innermost `def`/`class` block.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from harness.mine.records import FileDiff, Hunk, hunks, unified_diff
+
+FORMATS = ("search_replace", "region", "diff")
+HEADER = "\n\nThe code before the change:\n"
+_DEF = re.compile(r"^(\s*)(?:async\s+def|def|class)\s+\w")
+# fallback contexts after the first: a window of this many lines, then the hunk's own context
+_NARROW = 8
+
+
+@dataclass
+class Region:
+    """Old lines [lo, hi] (1-based, inclusive) of one file and the hunks inside them."""
+
+    lo: int
+    hi: int
+    hunks: list[Hunk] = field(default_factory=list)
+
+
+@dataclass
+class Pair:
+    """One record's request (instruction without the code), context (the code before) and
+    response, the files it covers, and its lines added/deleted."""
+
+    request: str
+    context: str
+    response: str
+    files: list[str]
+    added: int
+    deleted: int
+
+    @property
+    def size(self) -> int:
+        return len(self.request) + len(self.context) + len(self.response)
+
+
+def _old_range(h: Hunk) -> tuple[int, int]:
+    """(first, last) old line of a hunk; a pure insertion has last = first - 1."""
+    return (h.old_start, h.old_start + h.old_len - 1) if h.old_len else (h.old_start + 1, h.old_start)
+
+
+def _changed(h: Hunk) -> tuple[int, int]:
+    """The old lines a hunk changes (its '-' lines, or the two lines around an insertion)."""
+    n, lines = h.old_start if h.old_len else h.old_start + 1, []
+    for line in h.lines:
+        if line[:1] == "-":
+            lines.append(n)
+        elif line[:1] == "+":
+            lines += [n - 1, n]
+        if line[:1] in (" ", "-"):
+            n += 1
+    lo, hi = _old_range(h)
+    lines = [x for x in lines if lo <= x <= hi] or [lo, max(lo, hi)]
+    return min(lines), max(lines)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def enclosing(lines: list[str], lo: int, hi: int) -> tuple[int, int] | None:
+    """Old lines (first, last) of the innermost Python `def`/`class` block holding lines
+    lo..hi (1-based), decorators included; None at module level."""
+    body = [_indent(x) for x in lines[lo - 1:hi] if x.strip()]
+    need = min(body) if body else 0  # a block holding these lines has its header further left
+    for at in range(lo, 0, -1):
+        line = lines[at - 1]
+        if not line.strip():
+            continue
+        ind = _indent(line)
+        if _DEF.match(line) and (ind < need or (at == lo and ind <= need)):
+            end = at
+            for k in range(at + 1, len(lines) + 1):
+                if lines[k - 1].strip():
+                    if _indent(lines[k - 1]) <= ind:
+                        break
+                    end = k
+            if end >= hi:
+                while at > 1 and lines[at - 2].strip().startswith("@") and _indent(lines[at - 2]) == ind:
+                    at -= 1
+                return at, end
+        need = min(need, ind) if at < lo else need
+        if need == 0:
+            return None
+    return None
+
+
+def regions(f: FileDiff, old: list[str] | None, level: int, context_lines: int) -> list[Region]:
+    """The old-file regions shown for `f` at context `level` (0: the enclosing Python function
+    or class, else ±context_lines; 1: ±_NARROW lines; 2: the hunk's own lines), merged where
+    they overlap; each holds its hunks whole."""
+    hs = hunks(f.diff)
+    n = len(old) if old is not None else 0
+    spans = []
+    for h in hs:
+        a, b = _old_range(h)
+        if old is None or level == 2:
+            lo, hi = a, b
+        else:
+            c, d = _changed(h)
+            pad = context_lines if level == 0 else min(_NARROW, context_lines)
+            box = enclosing(old, c, d) if level == 0 and f.path.endswith(".py") else None
+            lo, hi = box if box else (c - pad, d + pad)
+            lo, hi = max(1, min(lo, a)), min(max(n, b), max(hi, b))
+        spans.append((lo, hi, h))
+    out: list[Region] = []
+    for lo, hi, h in sorted(spans, key=lambda s: (s[0], s[1])):
+        if out and lo <= out[-1].hi + 1:
+            out[-1].hi = max(out[-1].hi, hi)
+            out[-1].hunks.append(h)
+        else:
+            out.append(Region(lo, hi, [h]))
+    return out
+
+
+def _new_text(old: list[str], r: Region) -> tuple[int, list[str]]:
+    """(first new line number, new lines) of region r: its old lines with its hunks applied."""
+    out, at = [], r.lo
+    for h in r.hunks:
+        a, b = _old_range(h)
+        out += old[at - 1:a - 1] + h.after
+        at = b + 1
+    out += old[at - 1:r.hi]
+    h = r.hunks[0]  # lines before the region moved by what the hunks above it did
+    shift = (h.new_start if h.new_len else h.new_start + 1) - _old_range(h)[0]
+    return r.lo + shift, out
+
+
+def _block(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+@dataclass
+class _FileView:
+    """One file's request-side and response-side text at one context level."""
+
+    context: str
+    response: str
+
+
+def _view(f: FileDiff, old: list[str] | None, level: int, context_lines: int, fmt: str,
+          redact: Callable[[str, str], str]) -> _FileView:
+    path = f.path
+    if f.new_path is None:  # deleted: nothing to write but the fact
+        return _FileView("", f"--- {f.old_path} (deleted)\n")
+    if f.old_path is None or old is None:  # a new file (or an old one we could not read)
+        new = _block([line for h in hunks(f.diff) for line in h.after])
+        if f.old_path is None:
+            body = (f"{path}\n<<<<<<< SEARCH\n=======\n{new}>>>>>>> REPLACE\n" if fmt == "search_replace"
+                    else f"--- {path} (new file)\n{new}")
+            return _FileView("", body)
+    rs = regions(f, old, level, context_lines)
+    shown, response = [], []
+    moved = f" (renamed from {f.old_path})" if f.old_path != f.new_path else ""
+    for r in rs:
+        before = old[r.lo - 1:r.hi] if old is not None else [x for h in r.hunks for x in h.before]
+        shown.append(f"--- {f.old_path} (lines {r.lo}-{r.hi})\n" + redact(_block(before), f.old_path))
+        if fmt == "region" and old is not None:
+            start, new = _new_text(old, r)
+            end = start + len(new) - 1
+            response.append(f"--- {path} (lines {start}-{max(start, end)}){moved}\n" + redact(_block(new), path))
+        elif fmt == "region":
+            response += [f"--- {path} (lines {h.new_start}-{h.new_start + max(h.new_len, 1) - 1}){moved}\n"
+                         + _block(h.after) for h in r.hunks]
+        elif fmt == "search_replace":
+            response += [f"{path}{moved}\n<<<<<<< SEARCH\n{_block(h.before)}=======\n{_block(h.after)}"
+                         ">>>>>>> REPLACE\n" for h in r.hunks]
+    if fmt == "diff":
+        response = [unified_diff([f])]
+    return _FileView("".join(shown), "".join(response))
+
+
+def _compose(request: str, views: list[_FileView], files: list[FileDiff]) -> Pair:
+    context = "".join(v.context for v in views)
+    return Pair(request, HEADER + context if context else "", "".join(v.response for v in views),
+                [f.path for f in files], sum(f.added for f in files), sum(f.deleted for f in files))
+
+
+def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: int, fmt: str,
+          redact: Callable[[str, str], str], max_parts: int) -> tuple[list[Pair], str]:
+    """The pairs of one change and how it was cut: "whole", "split" (per file or region, at
+    most `max_parts`), or "too_long" (nothing fits: no pair)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"target format {fmt!r}: expected one of {FORMATS}")
+    old = {id(f): (f.before().split("\n") if f.before is not None and f.old_path else None) for f in files}
+    old = {k: (v if v is None or v[-1] else v[:-1]) for k, v in old.items()}  # a final newline
+    budget = fit_chars - 40  # the chat template's own text around the turns
+
+    def best(req: str, fs: list[FileDiff]) -> Pair | None:
+        for level in range(3):
+            p = _compose(req, [_view(f, old[id(f)], level, context_lines, fmt, redact) for f in fs], fs)
+            if p.size <= budget:
+                return p
+        return None
+
+    if whole := best(request, files):
+        return [whole], "whole"
+    parts: list[Pair] = []
+    for f in files:
+        if len(parts) >= max_parts:
+            break
+        req = f"{request}\n\nMake the part of this change that belongs in `{f.path}`."
+        if p := best(req, [f]):
+            parts.append(p)
+            continue
+        for r in regions(f, old[id(f)], 0, context_lines):
+            if len(parts) >= max_parts or f.old_path is None or old[id(f)] is None:
+                break
+            sub = FileDiff(f.old_path, f.new_path, _region_diff(r), *_counts(r), f.old_blob, f.before)
+            old[id(sub)] = old[id(f)]
+            where = f"lines {r.lo}-{r.hi} of `{f.old_path}`"
+            if p := best(f"{request}\n\nMake the part of this change that belongs in {where}.", [sub]):
+                parts.append(p)
+    if not parts:
+        return [], "too_long"
+    return parts, "split"
+
+
+_META = re.compile(r"^(--- .* \((lines \d+-\d+|new file|deleted)\)( \(renamed from .*\))?|"
+                   r"<<<<<<< SEARCH|=======|>>>>>>> REPLACE)$")
+
+
+def code_of(response: str) -> str:
+    """A response without its paths, line numbers and edit markers, for dedup: the same
+    change made in another file (or at other lines) is the same change."""
+    lines = response.split("\n")
+    drop = {i for i, line in enumerate(lines) if _META.match(line)}
+    drop |= {i - 1 for i, line in enumerate(lines) if line == "<<<<<<< SEARCH"}  # its path
+    return "\n".join(line for i, line in enumerate(lines) if i not in drop)
+
+
+def _region_diff(r: Region) -> str:
+    return "".join(f"@@ -{h.old_start},{h.old_len} +{h.new_start},{h.new_len} @@\n" + _block(h.lines)
+                   for h in r.hunks)
+
+
+def _counts(r: Region) -> tuple[int, int]:
+    return (sum(line[:1] == "+" for h in r.hunks for line in h.lines),
+            sum(line[:1] == "-" for h in r.hunks for line in h.lines))

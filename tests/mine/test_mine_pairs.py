@@ -1,0 +1,103 @@
+"""The pair a model learns from: the request and the code it changes → the new code (pairs.py)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+from conftest import distinct_function, mine_repo
+
+from harness.mine.pairs import enclosing
+
+
+def _module(names: list[str], marker: str = "") -> str:
+    return "".join(distinct_function(n, 14) for n in names).replace("return", marker + "return", 1) \
+        if marker else "".join(distinct_function(n, 14) for n in names)
+
+
+@pytest.fixture
+def edited(repo_builder):
+    """A module of three functions; a later commit rewrites a line inside the second."""
+    b = repo_builder()
+    src = _module(["open_ledger", "settle_invoice", "close_ledger"])
+    b.commit("Add the ledger module with its three steps", {"pkg/ledger.py": src}, day=1)
+    lines = src.split("\n")
+    i = next(k for k, x in enumerate(lines) if x.startswith("def settle_invoice")) + 6
+    lines[i] = "    adjusted = round(value * 1.19, 2)\n    " + lines[i].strip() + "  # taxed"
+    b.commit("Apply the VAT rate when settling an invoice", {"pkg/ledger.py": "\n".join(lines)}, day=2,
+             append=False)
+    return b
+
+
+def _show(repo, rev: str, path: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), "show", f"{rev}:{path}"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _function(text: str, name: str) -> str:
+    m = re.search(rf"^def {name}\(.*?(?=^def |\Z)", text, re.M | re.S)
+    return m.group(0).rstrip("\n")
+
+
+def _apply(text: str, response: str) -> str:
+    """Apply SEARCH/REPLACE blocks the way an editor would (aider's format)."""
+    for search, replace in re.findall(r"<<<<<<< SEARCH\n(.*?)=======\n(.*?)>>>>>>> REPLACE\n", response, re.S):
+        assert text.count(search) == 1, "a SEARCH block must match the file exactly once"
+        text = text.replace(search, replace)
+    return text
+
+
+@pytest.mark.parametrize("fmt", ["search_replace", "region"])
+def test_the_prompt_holds_the_enclosing_function_and_the_target_its_new_code(tmp_path, edited, fmt):
+    _, records, _ = mine_repo(tmp_path, edited.path, f"data.mine.target_format={fmt}",
+                              "data.mine.min_changed_lines=1", "data.mine.test_fraction=0.01")
+    [r] = [r for r in records if r["kind"] == "commit" and r["instruction"].startswith("Apply the VAT")]
+    before, after = _show(edited.path, "HEAD~1", "pkg/ledger.py"), _show(edited.path, "HEAD", "pkg/ledger.py")
+    request, code = r["instruction"].split("\n\nThe code before the change:\n")
+    assert request == "Apply the VAT rate when settling an invoice" and r["format"] == fmt
+    # the whole function as it was, with its path and line numbers, and nothing of its neighbours
+    header, shown = code.split("\n", 1)
+    lo, hi = map(int, re.fullmatch(r"--- pkg/ledger.py \(lines (\d+)-(\d+)\)", header).groups())
+    assert shown.rstrip("\n") == "\n".join(before.split("\n")[lo - 1:hi])
+    assert _function(before, "settle_invoice") in shown and "def open_ledger" not in shown
+    if fmt == "search_replace":  # the blocks apply to the old file and give the new one
+        assert r["response"].startswith("pkg/ledger.py\n<<<<<<< SEARCH\n")
+        assert _apply(before, r["response"]) == after
+    else:  # the new code of the same region, at its new line numbers
+        header, new = r["response"].split("\n", 1)
+        lo, hi = map(int, re.fullmatch(r"--- pkg/ledger.py \(lines (\d+)-(\d+)\)", header).groups())
+        assert new.rstrip("\n") == "\n".join(after.split("\n")[lo - 1:hi])
+        assert _function(after, "settle_invoice") in new
+
+
+def test_a_change_too_large_for_the_budget_is_split_per_file_and_counted(tmp_path, repo_builder):
+    b = repo_builder()
+    b.commit("Add the ledger and the invoice modules", {
+        "pkg/ledger.py": _module(["open_ledger", "close_ledger"]),
+        "pkg/invoice.py": _module(["open_invoice", "close_invoice"])}, day=1)
+    stats, records, _ = mine_repo(tmp_path, b.path, "data.mine.fit_tokens=500", "data.mine.min_changed_lines=1",
+                                  "data.mine.test_fraction=0.01")
+    parts = [r for r in records if r["kind"] == "commit"]
+    assert sorted(f for r in parts for f in r["files"]) == ["pkg/invoice.py", "pkg/ledger.py"]
+    for r in parts:  # each part is one file, says which, and fits the budget (500 tokens x 3 chars)
+        assert r["instruction"].startswith("Add the ledger and the invoice modules\n\nMake the part of this "
+                                           f"change that belongs in `{r['files'][0]}`.")
+        assert len(r["instruction"]) + len(r["response"]) <= 1500 and r["part"][1] == 2
+    assert len({r["id"] for r in parts}) == 2
+    assert stats["sources"]["commit"]["cut"] == {"split_changes": 1, "split_records": 2}
+    # nothing fits at all: dropped, and said why
+    stats, records, _ = mine_repo(tmp_path, b.path, "data.mine.fit_tokens=100", "data.mine.min_changed_lines=1",
+                                  name="tiny")
+    assert stats["sources"]["commit"]["dropped"] == {"too_long": 1}
+
+
+def test_enclosing_finds_the_innermost_def_with_its_decorators():
+    lines = ["import os", "", "class Ledger:", "    rate = 2", "", "    @property",
+             "    def total(self):", "        x = 1", "        return x", "", "    def other(self):",
+             "        pass", "", "CONSTANT = 3"]
+    assert enclosing(lines, 8, 8) == (6, 9)      # inside a method: the method, decorator included
+    assert enclosing(lines, 7, 7) == (6, 9)      # its signature: the same method
+    assert enclosing(lines, 4, 4) == (3, 12)     # a class attribute: the class
+    assert enclosing(lines, 9, 11) == (3, 12)    # across two methods: the class holding both
+    assert enclosing(lines, 14, 14) is None      # module level: a window instead
