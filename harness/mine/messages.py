@@ -39,7 +39,7 @@ _LOW_INFO = re.compile(
 # "Update README.md", "fix tests", "changes to foo.py": one verb and one word or file name
 _VERB_THING = re.compile(
     r"^\s*(update[sd]?|fix(es|ed)?|change[sd]?|edit(s|ed)?|modif(y|ied|ies)|tweak(s|ed)?|"
-    r"cleanup|clean up|changes to|more|improve[sd]?)\s+\S+\s*[.!]*\s*$",
+    r"cleanup|clean up|changes to|more|improve[sd]?)\s+(the\s+)?\S+\s*[.!]*\s*$",
     re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 

@@ -1,0 +1,45 @@
+"""Messages as instructions: residue removed, meaning kept; non-instructions dropped (messages.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.mine.messages import clean, quality_reason
+
+
+def test_conversion_residue_trailers_and_template_boilerplate_are_removed():
+    message = """Make the parser accept tabs [skip ci]
+
+Tabs were rejected in indented blocks.
+<!-- Thank you for your pull request. Please fill in the checklist. -->
+- [ ] I added a changelog entry
+Fixes #12.
+
+--HG--
+branch : stable
+extra : rebase_source : 3f2a9c0d
+
+git-svn-id: http://svn.example.org/repo/trunk@1234 6b8c4a1d-0000-0000-0000-000000000000
+Signed-off-by: Ann A <ann@example.com>
+Co-authored-by: Bob B <bob@example.com>
+
+🤖 Generated with [Claude Code](https://claude.com/claude-code)
+"""
+    assert clean(message) == ("Make the parser accept tabs\n\nTabs were rejected in indented blocks.\n\n"
+                              "Fixes #12.")
+
+
+@pytest.mark.parametrize("message, reason", [
+    ("wip", "short_message"),
+    ("Update README.md", "low_info_message"),
+    ("Fix the tests", "low_info_message"),
+    ("Bump version to 2.1.0", "low_info_message"),
+    ("pep8", "short_message"),
+    ("#1234 #1235 #1236", "not_an_instruction"),
+    ("Signed-off-by: Ann A <ann@example.com>", "short_message"),  # nothing left once cleaned
+    ("Add retries to the HTTP adapter", None),
+    ("Fixed the off-by-one in the pager", None),  # descriptive is fine
+    ("Update README.md\n\nDocument the new --color flag and its default.", None),  # the body explains
+])
+def test_a_message_must_read_like_an_instruction(message, reason):
+    assert quality_reason(message, 10) == reason
