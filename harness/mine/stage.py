@@ -192,6 +192,38 @@ def _pull_commits(repo: Path, pulls: dict[int, str], head: str) -> dict[str, int
     return out
 
 
+def _branch_commits(repo: Path, head: str) -> dict[str, str]:
+    """Commit sha → the mainline merge that brought it in (what `git rev-list M^2 ^M^1` gives
+    for each merge M), for every commit of HEAD's history off the first-parent line: one git
+    process, then one walk, oldest mainline commit first."""
+    parents = {}
+    for line in _lines_of(repo, "rev-list", "--parents", head):
+        sha, *ps = line.split()
+        parents[sha] = ps
+    mainline = [head]
+    while parents.get(mainline[-1]):
+        mainline.append(parents[mainline[-1]][0])
+    seen, out = set(), {}
+    for m in reversed(mainline):
+        stack = list(parents.get(m, [])[1:])
+        while stack:
+            c = stack.pop()
+            if c in seen or c not in parents:
+                continue
+            seen.add(c)
+            out[c] = m
+            stack += parents[c]
+        seen.add(m)
+    return out
+
+
+def _lines_of(repo: Path, *args: str) -> list[str]:
+    res = git(repo, *GIT_SAFE, *args)
+    if res.returncode != 0:
+        raise HarnessError(f"`git {args[0]}` failed in {repo}: {res.stderr.strip()}")
+    return res.stdout.splitlines()
+
+
 def _cutoff(dates: list[str], o: dict) -> str | None:
     """Test = records committed at or after the cutoff: a date, or the newest fraction of the
     commit dates (sorted) given."""
@@ -332,10 +364,13 @@ def _github(cfg: DictConfig, o: dict, repo, name: str, head: str, cache: CommitC
     return records, {**info, "pull_requests": len(bundles)}
 
 
-def _commit_records(results: dict[str, dict], shas: list[str], pulls: dict[str, int], name: str,
-                    stats: Stats) -> tuple[list[dict], list[dict]]:
-    """(records, negatives) of the mined commits; reverted commits become negatives."""
+def _commit_records(results: dict[str, dict], shas: list[str], pulls: dict[str, int],
+                    branches: dict[str, str], name: str, stats: Stats) -> tuple[list[dict], list[dict]]:
+    """(records, negatives) of the mined commits; reverted commits become negatives. A merged
+    pull request is one record: the commits of its branch (`branches`: sha → merge) are
+    dropped when the merge made a record (else they are the only record of that work)."""
     reverts = {r["target"]: r["sha"] for r in results.values() if r["kind"] == "revert"}
+    merged = {s for s, r in results.items() if r["source"] == "git:merge" and not r["drop"] and r["records"]}
     records, negatives = [], []
     for sha in shas:
         r = results[sha]
@@ -350,7 +385,7 @@ def _commit_records(results: dict[str, dict], shas: list[str], pulls: dict[str, 
             stats.cuts[r["kind"]]["split_records"] += len(r["records"])
         for rec in r["records"]:
             rec = {**rec, "repo": name, "pr": rec["pr"] or pulls.get(sha)}
-            if sha in pulls and rec["kind"] != "review_fix":
+            if (sha in pulls or branches.get(sha) in merged) and rec["kind"] != "review_fix":
                 stats.drop(rec["kind"], "pr_branch_commit")  # its change is in the merged PR
             elif sha in reverts and reverts[sha] not in reverts:  # reverted, and not re-landed
                 negatives.append({**rec, "negative": True, "reverted_by": reverts[sha]})
@@ -432,15 +467,17 @@ def run(cfg: DictConfig, out: Path) -> dict:
             listed = git_calls.submit(_lines, repo, "rev-list", "--reverse", "--date-order", "--timestamp",
                                       info.head, *info.pull_heads.values())
             mainline = git_calls.submit(_lines, repo, "rev-list", "--first-parent", "--reverse", info.head)
+            branches = git_calls.submit(_branch_commits, repo, info.head)
             worker.prepare(o)  # before the workers fork: they inherit what it builds
             pulls, listed, mainline = pulls.result(), listed.result(), mainline.result()
+            branches = branches.result()
         workers.freeze()
         shas, date_of = listed[1::2], {s: iso_utc(int(t)) for t, s in zip(listed[0::2], listed[1::2], strict=True)}
         prefetched: dict[str, Future] = {}
         results, reused = _mine_commits(
             repo, shas, o, set(info.shallow_boundary), cache, workers,
             lambda done: prefetched.update(_prefetch(workers, repo, mainline, date_of, done, o, cache)))
-        records, negatives = _commit_records(results, shas, pulls, info.name, stats)
+        records, negatives = _commit_records(results, shas, pulls, branches, info.name, stats)
         clock.lap("commits")
 
         gh_records, gh_info = _github(cfg, o, open_repo(repo), info.name, info.head, cache,

@@ -100,7 +100,11 @@ def test_review_iterations_of_a_fetched_pull_request_are_mined(mined):
     [fix] = [r for r in by_source(mined, "git:suggestion") if r["pr"] == 9]
     assert "    expiry = 365\n" in fix["response"] and "shop/points.py" in fix["files"]
     assert not any("Add loyalty points" in r.get("instruction", "") for r in mined["records"])
-    assert mined["stats"]["sources"]["commit"]["dropped"]["pr_branch_commit"] == 1
+    # the unmerged PR's commit, and the two commits of merged PR #7's branch: the PR is one
+    # record, not its merge plus each branch commit again (its review fix stays: a reviewer's words)
+    assert mined["stats"]["sources"]["commit"]["dropped"]["pr_branch_commit"] == 3
+    assert not any(r["instruction"].startswith(("Add a cache for account", "Add cache statistics"))
+                   for r in mined["records"] if r["kind"] == "commit")
 
 
 def test_a_reverted_commit_is_a_negative_example_never_trained_on(mined):
