@@ -73,7 +73,10 @@ class Judge:
 
     def grade(self, items: list[JudgeItem], label: str = "") -> list[dict]:
         """Absolute grading: one row per (item, criterion), in item order."""
-        jobs = [(item, c) for item in items for c in self.rubric.criteria]
+        return self.grade_jobs([(item, c) for item in items for c in self.rubric.criteria], label)
+
+    def grade_jobs(self, jobs: list[tuple[JudgeItem, Criterion]], label: str = "") -> list[dict]:
+        """Absolute grading of chosen (item, criterion) pairs, one row each, in order."""
         results = self._run([self._ask("absolute", self.messages(
             "absolute", c, item.instruction, item.reference, item.response)) for item, c in jobs],
             f"judge{f' [{label}]' if label else ''}")
@@ -90,17 +93,23 @@ class Judge:
         if [b.id for b in base] != [c.id for c in candidate]:
             raise HarnessError("pairwise judging needs the same items, in the same order, for "
                                "base and candidate.")
-        jobs = [(b, c, crit, order) for b, c in zip(base, candidate, strict=True)
-                for crit in self.rubric.criteria for order in ORDERS]
+        return self.compare_jobs([(b, c, crit) for b, c in zip(base, candidate, strict=True)
+                                  for crit in self.rubric.criteria])
+
+    def compare_jobs(self, jobs: list[tuple[JudgeItem, JudgeItem, Criterion]],
+                     label: str = "pairwise") -> list[dict]:
+        """Chosen (base, candidate, criterion) comparisons, each in both orders; the task and
+        reference shown are the base item's. One row per job, from the candidate's side."""
+        asks = [(b, c, crit, order) for b, c, crit in jobs for order in ORDERS]
         results = self._run([self._ask("pairwise", self.messages(
             "pairwise", crit, b.instruction, b.reference,
             *((b.response, c.response) if order == "base_first" else (c.response, b.response))))
-            for b, c, crit, order in jobs], "judge [pairwise]")
-        rows = [{"item_id": b.id, "criterion": crit.name,
-                 **_pairwise(results[i], results[i + 1])}
-                for i, (b, _, crit, _) in enumerate(jobs) if i % 2 == 0]
-        log.info("judge %s [pairwise]: %d comparisons (%d inconsistent across orders, %d "
-                 "unparsed)", self.client.model, len(rows), sum(r["inconsistent"] for r in rows),
+            for b, c, crit, order in asks], f"judge [{label}]")
+        rows = [{"item_id": c.id, "criterion": crit.name,
+                 **_pairwise(results[2 * i], results[2 * i + 1])}
+                for i, (_, c, crit) in enumerate(jobs)]
+        log.info("judge %s [%s]: %d comparisons (%d inconsistent across orders, %d unparsed)",
+                 self.client.model, label, len(rows), sum(r["inconsistent"] for r in rows),
                  sum(r["outcome"] is None for r in rows))
         return rows
 

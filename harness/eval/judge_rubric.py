@@ -21,6 +21,9 @@ OUTPUT_MODES = ("choice", "json")
 SCORES = ("1", "2", "3", "4", "5")
 LABELS = ("A", "B", "tie")
 KINDS = {"absolute": ("score", SCORES), "pairwise": ("winner", LABELS)}  # kind -> (key, values)
+# Ways to spoil a real change that the judge's reliability is measured with
+# (harness/eval/judge_reliability.py); a criterion's `known_worse` lists those it must rank lower.
+CORRUPTIONS = ("shuffled", "other_change", "truncated", "ignored")
 _MARKER = re.compile(r"<<<[^<>\n]{0,80}>>>")  # any <<<...>>>, whatever its case or spacing
 
 
@@ -29,6 +32,7 @@ class Criterion:
     name: str
     description: str
     anchors: dict[int, str]
+    known_worse: tuple[str, ...] = CORRUPTIONS  # corruptions of a real change that score lower
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,12 @@ def load_rubric(path: str | Path) -> Rubric:
         anchors = {int(k): str(v).strip() for k, v in c["anchors"].items()}
         if sorted(anchors) != [1, 2, 3, 4, 5]:
             raise HarnessError(f"judge rubric {path}: criterion {c['name']!r} needs anchors 1..5")
-        criteria.append(Criterion(str(c["name"]), str(c["description"]).strip(), anchors))
+        worse = tuple(c.get("known_worse", CORRUPTIONS) or ())
+        if not worse or not set(worse) <= set(CORRUPTIONS):
+            raise HarnessError(f"judge rubric {path}: criterion {c['name']!r} has known_worse "
+                               f"{list(worse)}; expected a non-empty list drawn from "
+                               f"{list(CORRUPTIONS)}.")
+        criteria.append(Criterion(str(c["name"]), str(c["description"]).strip(), anchors, worse))
     prompts = {}
     for kind, (key, values) in KINDS.items():
         section = data[kind]

@@ -2,10 +2,13 @@
 summaries that go into metrics.json.
 
 The judge is any OpenAI-compatible endpoint (`judge.base_url`); with none configured, a
-loopback server over the base model is started for the duration (the offline default). Both
-models' answers are graded absolutely and, with `judge.pairwise`, compared head to head. The
-sample files are written only once every judgement is in, so a run stopped by the budget or a
-failing endpoint leaves nothing half-written; the replies it did get are in the cache.
+loopback server over the base model is started for the duration (the offline default): then
+the judge is the model under test, and metrics.json says so for the report. Both models'
+answers are graded absolutely and, with `judge.pairwise`, compared head to head; the judge's
+reliability is measured on known answers from the same held-out items (judge_reliability.py),
+and the correlation of its scores with response length is reported. The sample files are
+written only once every judgement is in, so a run stopped by the budget or a failing endpoint
+leaves nothing half-written; the replies it did get are in the cache.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.errors import HarnessError
 from harness.eval.judge import Judge, JudgeItem, load_rubric
 from harness.eval.judge_client import JudgeClient, Ledger
+from harness.eval.judge_reliability import measure
 from harness.io import write_jsonl
 from harness.paths import project_path
 
@@ -63,9 +67,30 @@ def make_judge(j: DictConfig, base_url: str, cache_dir: Path) -> Judge:
                  max_reasks=j.max_reasks, max_response_chars=j.max_response_chars)
 
 
+RELIABILITY = {"enabled": True, "items": None, "pairwise": True, "seed": 0}
+
+
+def reliability_settings(j: DictConfig) -> dict:
+    """`judge.reliability` (see conf/judge/local.yaml), checked; defaults where it is absent."""
+    r = {**RELIABILITY, **(OmegaConf.to_container(j.reliability, resolve=True)
+                           if OmegaConf.select(j, "reliability") is not None else {})}
+    for key in ("enabled", "pairwise"):
+        if not isinstance(r[key], bool):
+            raise HarnessError(f"judge.reliability.{key}={r[key]!r}: expected true or false.")
+    if r["items"] is not None and (not isinstance(r["items"], int) or isinstance(r["items"], bool)
+                                   or r["items"] < 2):
+        raise HarnessError(f"judge.reliability.items={r['items']!r}: expected null (every judged "
+                           f"item) or a whole number >= 2 (spoilings need another item).")
+    if not isinstance(r["seed"], int) or isinstance(r["seed"], bool):
+        raise HarnessError(f"judge.reliability.seed={r['seed']!r}: expected a whole number.")
+    return r
+
+
 def run_judge(cfg: DictConfig, out: Path, model_ref: str, items: list[dict],
               answers: dict[str, list[dict]]) -> dict:
-    """Judge both models' answers to the held-out change requests; the summary for metrics."""
+    """Judge both models' answers to the held-out change requests, and the judge itself; the
+    summary for metrics."""
+    rel = reliability_settings(cfg.judge)
     with judge_endpoint(cfg, model_ref) as base_url:
         judge = make_judge(cfg.judge, base_url, Path(cfg.cache_dir) / "judge")
         judged = {label: [JudgeItem(id=r["id"], instruction=r["instruction"],
@@ -77,21 +102,53 @@ def run_judge(cfg: DictConfig, out: Path, model_ref: str, items: list[dict],
         pairs = ([{"task": "judge_pairwise", **row}
                   for row in judge.compare(judged["base"], judged["candidate"])]
                  if cfg.judge.pairwise else None)
+        reliability = None
+        if rel["enabled"]:
+            n = rel["items"] or len(items)
+            reliability, checked = measure(judge, items[:n], judged["candidate"][:n],
+                                           rel["seed"], rel["pairwise"])
     for label, rows in scores.items():
         write_jsonl(out / "samples" / f"judge_scores.{label}.jsonl", rows)
     summary = {label: summarize(rows) for label, rows in scores.items()}
     if pairs is not None:
         write_jsonl(out / "samples" / "judge_pairwise.jsonl", pairs)
         summary["pairwise"] = summarize_pairwise(pairs)
+    if reliability is not None:
+        write_jsonl(out / "samples" / "judge_reliability.jsonl", checked)
+        summary["reliability"] = reliability
+    summary["length_bias"] = length_bias(scores, judged)
     usage = judge.client.ledger.summary()
     log.info("judge: %d new calls (%d more answered from the cache), %d prompt + %d "
              "completion tokens, $%.4f spent; samples in %s", usage["calls"], usage["cached_calls"],
              usage["prompt_tokens"], usage["completion_tokens"], usage["spent_usd"],
              out / "samples")
+    local = not cfg.judge.base_url
     return {**summary, "usage": usage,
             "rubric": {"name": judge.rubric.name, "version": judge.rubric.version},
             "settings": {"model": judge.client.model, "output": judge.output,
-                         "rejected_features": sorted(judge.client.dropped)}}
+                         "rejected_features": sorted(judge.client.dropped),
+                         "endpoint": "local: the base model, served on loopback" if local
+                         else str(cfg.judge.base_url),
+                         "judge_is_model_under_test": local}}
+
+
+def length_bias(scores: dict[str, list[dict]], judged: dict[str, list[JudgeItem]]) -> dict:
+    """Per criterion, Spearman's rho of score vs response length over both models' answers: a
+    judge that rewards length shows a strong positive rho (None when undefined: < 3 scores, or
+    every score or length the same)."""
+    from scipy.stats import spearmanr
+
+    length = {(label, i.id): len(i.response) for label, items in judged.items() for i in items}
+    out = {}
+    for name, rows in _by_criterion([r for part in scores.values() for r in part]).items():
+        pairs = [(length[r["model"], r["item_id"]], v) for r in rows
+                 if (v := r["weighted_score"] if r["weighted_score"] is not None else r["score"])
+                 is not None]
+        rho = None
+        if len(pairs) >= 3 and len({p[0] for p in pairs}) > 1 and len({p[1] for p in pairs}) > 1:
+            rho = float(spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic)
+        out[name] = {"spearman": rho, "n": len(pairs)}
+    return out
 
 
 def _mean(values: list[float]) -> float | None:

@@ -20,6 +20,11 @@ For forgetting checks this is a non-inferiority test, for gains a superiority-by
 each one-sided at (1 - confidence) / 2. McNemar's exact p-value is reported for pass/fail
 metrics but is not part of the rule: it tests for any difference, not for the margin.
 
+A judge-based check (metric `judge.<criterion>`) counts only if the judge met the declared
+`judge_reliability` thresholds on that criterion (measured by eval on known answers, see
+harness/eval/judge_reliability.py); otherwise its status is inconclusive, "judge unreliable",
+with the figures, whatever its CI says.
+
 Decision: no-deploy if any check fails or is missing (or the thresholds changed after eval);
 otherwise inconclusive checks act as `decision.on_inconclusive` says (hold: the decision is
 "inconclusive"); otherwise deploy.
@@ -34,6 +39,12 @@ RULES = ("max_drop", "min_gain", "min_rel_gain")
 ON_INCONCLUSIVE = ("hold", "deploy", "no-deploy")
 # `harness gate` exit codes, for deploy pipelines; 2 is a bad input (HarnessError).
 EXIT_CODES = {"deploy": 0, "no-deploy": 3, "inconclusive": 4}
+# judge_reliability threshold -> the measured figure it bounds (conf/gate/default.yaml)
+RELIABILITY_FLOORS = {"min_accuracy": "accuracy", "min_pairwise_accuracy": "pairwise_accuracy",
+                      "min_position_consistency": "position_consistency",
+                      "min_self_tie_rate": "self_tie_rate"}
+RELIABILITY_KEYS = ("min_pairs", *RELIABILITY_FLOORS, "max_first_position_bias",
+                    "max_length_correlation")
 
 
 def _fail(key: str, value: object, expected: str) -> HarnessError:
@@ -66,6 +77,15 @@ def validate(gate: dict) -> None:
     number("bootstrap.confidence", boot.get("confidence"), 0.5, 0.999)
     number("bootstrap.seed", boot.get("seed"), 0)
     number("decision.min_items", decision.get("min_items"), 1)
+    rel = gate.get("judge_reliability")
+    if rel is not None:
+        if not isinstance(rel, dict) or set(rel) - set(RELIABILITY_KEYS):
+            raise _fail("judge_reliability", rel, f"a mapping with keys among {RELIABILITY_KEYS}")
+        for key, value in rel.items():
+            if value is not None:
+                number(f"judge_reliability.{key}", value, *((1, None) if key == "min_pairs" else
+                                                           (0, 0.5) if key.endswith("bias") else
+                                                           (0, 1)))
     if decision.get("on_inconclusive") not in ON_INCONCLUSIVE:
         raise _fail("decision.on_inconclusive", decision.get("on_inconclusive"),
                     f"one of {ON_INCONCLUSIVE}")
@@ -102,6 +122,55 @@ def evaluate_check(name: str, check: dict, base: list[float], cand: list[float],
     else:
         status, reason = "inconclusive", f"{where} contains {margin:g}: too few items to tell"
     return {**row, "status": status, "reason": reason}
+
+
+def is_judge_check(check: dict) -> bool:
+    return str(check.get("metric", "")).partition(".")[0] == "judge"
+
+
+def judge_reliability(measured: dict | None, thresholds: dict) -> dict:
+    """Whether the judge's measured reliability on one criterion meets the declared thresholds:
+    {reliable, figures, shortfalls, warnings}. Unmeasured figures fall short of any threshold."""
+    m = measured or {}
+    figures = {k: m.get(k) for k in ("pairs", *RELIABILITY_FLOORS.values(), "first_position_rate",
+                                     "length_correlation")}
+    short, warnings = [], []
+    if measured is None:
+        short.append("its reliability was not measured (judge.reliability.enabled is off, or "
+                     "the eval predates it)")
+    elif thresholds.get("min_pairs") is not None and (m.get("pairs") or 0) < thresholds["min_pairs"]:
+        short.append(f"only {m.get('pairs') or 0} known-answer pairs (min_pairs "
+                     f"{thresholds['min_pairs']}): not measured enough")
+    else:
+        for key, figure in RELIABILITY_FLOORS.items():
+            low, value = thresholds.get(key), m.get(figure)
+            if low is not None and (value is None or value < low):
+                short.append(f"{figure.replace('_', ' ')} {_pct(value)} < {_pct(low)}")
+        bias, rate = thresholds.get("max_first_position_bias"), m.get("first_position_rate")
+        if bias is not None and (rate is None or abs(rate - 0.5) > bias):
+            short.append(f"first-position rate {_pct(rate)} outside {_pct(0.5 - bias)}-"
+                         f"{_pct(0.5 + bias)}")
+    rho, most = m.get("length_correlation"), thresholds.get("max_length_correlation")
+    if rho is not None and most is not None and abs(rho) > most:
+        warnings.append(f"length bias: score vs response length Spearman rho {rho:.2f} "
+                        f"(|rho| > {most:g})")
+    return {"reliable": not short, "figures": figures, "shortfalls": short, "warnings": warnings}
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
+
+
+def apply_judge_reliability(row: dict, measured: dict | None, thresholds: dict) -> dict:
+    """A judge-based check's row, made inconclusive when the judge is unreliable on its
+    criterion (a missing check stays missing: no data is worse than doubtful data)."""
+    r = judge_reliability(measured, thresholds)
+    row = {**row, "judge_reliability": r}
+    if r["reliable"] or row["status"] == "missing":
+        return row
+    return {**row, "status": "inconclusive", "status_if_reliable": row["status"],
+            "reason": f"judge unreliable: {'; '.join(r['shortfalls'])}. Were it reliable: "
+                      f"{row['status']} ({row['reason']})"}
 
 
 def decide(checks: list[dict], gate: dict, flags: list[str]) -> tuple[str, list[str]]:

@@ -17,9 +17,16 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from harness.gate.rules import EXIT_CODES, decide, evaluate_check, validate
+from harness.gate.rules import (
+    EXIT_CODES,
+    apply_judge_reliability,
+    decide,
+    evaluate_check,
+    is_judge_check,
+    validate,
+)
 from harness.gate.thresholds import load_frozen
-from harness.io import atomic_write_json, read_jsonl
+from harness.io import atomic_write_json, read_json, read_jsonl
 from harness.stages import require_output
 
 log = logging.getLogger(__name__)
@@ -53,8 +60,21 @@ def paired_values(samples: Path, metric: str) -> tuple[list[float], list[float],
     return [values[i]["base"] for i in items], [values[i]["candidate"] for i in items], unpaired
 
 
+def judge_reliability(eval_dir: Path, criterion: str) -> dict | None:
+    """What eval measured of the judge on `criterion` (judge_reliability.py), with the
+    correlation of its scores with response length; None if it was not measured."""
+    metrics = eval_dir / "metrics.json"
+    judge = (read_json(metrics).get("judge") or {}) if metrics.exists() else {}
+    measured = ((judge.get("reliability") or {}).get("criteria") or {}).get(criterion)
+    if measured is None:
+        return None
+    rho = ((judge.get("length_bias") or {}).get(criterion) or {}).get("spearman")
+    return {**measured, "length_correlation": rho}
+
+
 def run(cfg: DictConfig, out: Path) -> dict:
-    samples = require_output(cfg, "eval") / "samples"
+    eval_dir = require_output(cfg, "eval")
+    samples = eval_dir / "samples"
     frozen, flags = load_frozen(cfg)
     gate = frozen["gate"]
     validate(gate)
@@ -63,7 +83,12 @@ def run(cfg: DictConfig, out: Path) -> dict:
     checks = []
     for name, check in gate["checks"].items():
         base, cand, unpaired = paired_values(samples, check["metric"])
-        checks.append({**evaluate_check(name, dict(check), base, cand, gate), "unpaired": unpaired})
+        row = {**evaluate_check(name, dict(check), base, cand, gate), "unpaired": unpaired}
+        if gate.get("judge_reliability") is not None and is_judge_check(check):
+            row = apply_judge_reliability(
+                row, judge_reliability(eval_dir, check["metric"].partition(".")[2]),
+                gate["judge_reliability"])
+        checks.append(row)
     decision, reasons = decide(checks, gate, flags)
     verdict = {
         "decision": decision,
@@ -72,6 +97,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "checks": checks,
         "bootstrap": gate["bootstrap"],
         "decision_rule": gate["decision"],
+        "judge_reliability": gate.get("judge_reliability"),
         "thresholds_sha256": frozen["sha256"],
         "thresholds_frozen_at": frozen["frozen_at"],
         "thresholds_changed_after_eval": bool(flags),

@@ -9,8 +9,10 @@ thinks (for example: prefer whichever response contains GOOD) by reading the rea
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
+import random
 import re
 import time
 import uuid
@@ -108,3 +110,46 @@ def json_judge(body: dict) -> str:
         return json.dumps({"rationale": "compared", "winner": good[0] if len(good) == 1 else "tie"})
     return json.dumps({"rationale": "graded",
                        "score": 5 if "GOOD" in fenced(body, "CANDIDATE_RESPONSE") else 2})
+
+
+# Scripted judges of known character, for measuring the judge's reliability (json mode). Each
+# reads the real prompt: the reference block, the fenced responses.
+def _merit(body: dict, response: str) -> int:
+    """What a careful judge would give: the reference itself 5, an answer marked GOOD 4, else 2."""
+    prompt = body["messages"][1]["content"]
+    reference = fenced(body, "REFERENCE") if "<<<REFERENCE>>>" in prompt else None
+    return 5 if reference is not None and response.strip() == reference.strip() else (
+        4 if "GOOD" in response else 2)
+
+
+def _pairwise(body: dict) -> tuple[str, str] | None:
+    prompt = body["messages"][1]["content"]
+    if "<<<RESPONSE_A>>>" not in prompt:
+        return None
+    return fenced(body, "RESPONSE_A"), fenced(body, "RESPONSE_B")
+
+
+def _reply(key: str, value: object) -> str:
+    return json.dumps({"rationale": "scripted", key: value})
+
+
+def reliable_judge(body: dict) -> str:
+    """Grades by merit; prefers the better answer whichever side it is on; ties equal answers."""
+    pair = _pairwise(body)
+    if pair is None:
+        return _reply("score", _merit(body, fenced(body, "CANDIDATE_RESPONSE")))
+    a, b = (_merit(body, r) for r in pair)
+    return _reply("winner", "A" if a > b else "B" if b > a else "tie")
+
+
+def position_biased_judge(body: dict) -> str:
+    """Grades by merit, but in a comparison always prefers whatever is shown first."""
+    return reliable_judge(body) if _pairwise(body) is None else _reply("winner", "A")
+
+
+def random_judge(body: dict) -> str:
+    """Any allowed value, drawn from a generator seeded by the prompt (so a repeat agrees)."""
+    rng = random.Random(hashlib.sha256(json.dumps(body["messages"]).encode()).hexdigest())
+    if _pairwise(body) is None:
+        return _reply("score", rng.randint(1, 5))
+    return _reply("winner", rng.choice(["A", "B", "tie"]))

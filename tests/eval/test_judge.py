@@ -43,7 +43,7 @@ def judge_for(url: str, cache_dir=None, **options) -> Judge:
 
 def test_rubric_loads_and_rejects_incomplete_files(tmp_path):
     rubric = load_rubric(RUBRIC)
-    assert rubric.name == "code_change" and rubric.version == "2"
+    assert rubric.name == "code_change" and rubric.version == "3"
     assert [c.name for c in rubric.criteria] == ["correctness", "convention_adherence", "completeness"]
     assert rubric.absolute.schema["properties"]["score"]["enum"] == [1, 2, 3, 4, 5]
     assert rubric.pairwise.schema["properties"]["winner"]["enum"] == ["A", "B", "tie"]

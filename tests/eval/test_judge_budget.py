@@ -26,7 +26,7 @@ def cfg_for(tmp_path, url: str, *overrides: str):
     return make_cfg(tmp_path / "run", cache_dir=tmp_path / "cache", overrides=[
         f"judge.base_url='{url}'", "judge.model=fake", "judge.output=json", "judge.max_tokens=50",
         "judge.max_concurrency=1", "judge.price_per_1k_prompt_tokens=1.0",
-        "judge.price_per_1k_completion_tokens=2.0", *overrides])
+        "judge.price_per_1k_completion_tokens=2.0", "judge.reliability.enabled=false", *overrides])
 
 
 def test_the_budget_stops_cleanly_and_a_rerun_resumes_from_the_cache(tmp_path):
@@ -50,7 +50,7 @@ def test_the_budget_stops_cleanly_and_a_rerun_resumes_from_the_cache(tmp_path):
     total = sum(summary[k]["cost_usd"] for k in ("base", "candidate", "pairwise"))
     assert total == pytest.approx(PER_CALL * CALLS)  # every judgement's cost, cached or not
 
-    assert summary["rubric"] == {"name": "code_change", "version": "2"}
+    assert summary["rubric"] == {"name": "code_change", "version": "3"}
     assert summary["base"]["criteria"]["correctness"]["mean"] == 3.5  # GOOD scores 5, else 2
     assert summary["pairwise"]["criteria"]["correctness"]["wins"] == 1
     assert summary["pairwise"]["criteria"]["correctness"]["losses"] == 1

@@ -13,11 +13,18 @@ from harness.io import atomic_write_json, read_json, write_jsonl
 from harness.stages import run_stage
 
 SAME = ([1, 0] * 50, [1, 0] * 50)
+# what eval measures of a judge that ranks every known answer right, without position bias
+RELIABLE = {"pairs": 40, "accuracy": 1.0, "pairwise_accuracy": 1.0, "position_consistency": 1.0,
+            "first_position_rate": 0.5, "self_tie_rate": 1.0}
+# ... and of one that always answers "A"
+POSITION_BIASED = {**RELIABLE, "pairwise_accuracy": 0.0, "position_consistency": 0.0,
+                   "first_position_rate": 1.0, "self_tie_rate": 0.0}
 
 
 def write_eval(run_dir, humaneval=SAME, mbpp=SAME, fim=([0] * 100, [1] * 10 + [0] * 90),
-               judge=([3.0] * 20, [4.0] * 20)):
-    """Per-sample files for each task; `None` leaves a task out."""
+               judge=([3.0] * 20, [4.0] * 20), reliability=RELIABLE, length_rho=0.1):
+    """Per-sample files for each task, and metrics.json with the judge's measured reliability;
+    `None` leaves a task (or the reliability) out."""
     samples = run_dir / "eval" / "samples"
     for task, values, key in (("humaneval", humaneval, "passed"), ("mbpp", mbpp, "passed"),
                               ("fim", fim, "exact_match")):
@@ -28,6 +35,10 @@ def write_eval(run_dir, humaneval=SAME, mbpp=SAME, fim=([0] * 100, [1] * 10 + [0
         write_jsonl(samples / f"judge_scores.{label}.jsonl",
                     [{"item_id": f"c{i}", "criterion": c, "score": v, "weighted_score": None}
                      for i, v in enumerate(vals) for c in ("correctness", "convention_adherence")])
+    criteria = ("correctness", "convention_adherence")
+    atomic_write_json(run_dir / "eval" / "metrics.json", {"judge": {
+        **({"reliability": {"criteria": dict.fromkeys(criteria, reliability)}} if reliability else {}),
+        "length_bias": {c: {"spearman": length_rho, "n": 40} for c in criteria}}})
     atomic_write_json(run_dir / "eval" / "stage.json", {"fingerprint": "eval-fp", "summary": {}})
 
 
@@ -113,3 +124,43 @@ def test_an_invalid_gate_is_refused_when_eval_freezes_it(tmp_path):
     with pytest.raises(HarnessError, match=r"gate\.checks\.fim\.rule"):
         freeze_thresholds(bad)
     assert not (tmp_path / "run" / "thresholds.json").exists()
+
+
+def test_an_unreliable_judge_makes_its_check_inconclusive_with_the_figures(cfg, tmp_path):
+    write_eval(tmp_path / "run", reliability=POSITION_BIASED, length_rho=0.8)
+    summary = run_stage(cfg, "gate")
+    assert summary == {"verdict": "inconclusive", "checks": {
+        "humaneval": "pass", "mbpp": "pass", "fim": "pass", "convention_adherence": "inconclusive"}}
+    judge = next(c for c in verdict_of(tmp_path)["checks"] if c["name"] == "convention_adherence")
+    assert judge["status_if_reliable"] == "pass"  # the scores alone would have passed it
+    assert judge["reason"].startswith("judge unreliable: pairwise accuracy 0% < 50%; position "
+                                      "consistency 0% < 75%; self tie rate 0% < 50%; "
+                                      "first-position rate 100% outside 30%-70%")
+    assert judge["judge_reliability"]["figures"]["first_position_rate"] == 1.0
+    assert judge["judge_reliability"]["warnings"] == [
+        "length bias: score vs response length Spearman rho 0.80 (|rho| > 0.5)"]
+    assert verdict_of(tmp_path)["judge_reliability"]["min_accuracy"] == 0.75
+    # the non-judge checks are untouched
+    assert all("judge_reliability" not in c for c in verdict_of(tmp_path)["checks"]
+               if c["name"] != "convention_adherence")
+
+
+def test_an_unreliable_judge_cannot_fail_the_gate_either(cfg, tmp_path):
+    write_eval(tmp_path / "run", judge=([4.0] * 20, [2.0] * 20), reliability=POSITION_BIASED)
+    assert run_stage(cfg, "gate")["verdict"] == "inconclusive"
+    judge = next(c for c in verdict_of(tmp_path)["checks"] if c["name"] == "convention_adherence")
+    assert judge["status"] == "inconclusive" and judge["status_if_reliable"] == "fail"
+
+
+def test_a_judge_whose_reliability_was_not_measured_does_not_count(cfg, tmp_path):
+    write_eval(tmp_path / "run", reliability=None)
+    assert run_stage(cfg, "gate")["checks"]["convention_adherence"] == "inconclusive"
+    judge = next(c for c in verdict_of(tmp_path)["checks"] if c["name"] == "convention_adherence")
+    assert "reliability was not measured" in judge["reason"]
+
+
+def test_too_few_known_answers_do_not_vouch_for_the_judge(cfg, tmp_path):
+    write_eval(tmp_path / "run", reliability={**RELIABLE, "pairs": 3})
+    assert run_stage(cfg, "gate")["checks"]["convention_adherence"] == "inconclusive"
+    judge = next(c for c in verdict_of(tmp_path)["checks"] if c["name"] == "convention_adherence")
+    assert "only 3 known-answer pairs" in judge["reason"]

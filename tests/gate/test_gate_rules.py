@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from harness.errors import HarnessError
-from harness.gate.rules import EXIT_CODES, decide, evaluate_check, validate
+from harness.gate.rules import EXIT_CODES, decide, evaluate_check, judge_reliability, validate
 
 GATE = {
     "checks": {"humaneval": {"metric": "humaneval.pass@1", "rule": "max_drop", "fail": 0.05, "warn": 0.02},
@@ -90,3 +90,39 @@ def test_a_gate_the_rule_cannot_apply_is_refused(edit, message):
     edit(gate)
     with pytest.raises(HarnessError, match=message):
         validate(gate)
+
+
+THRESHOLDS = {"min_pairs": 8, "min_accuracy": 0.75, "min_pairwise_accuracy": 0.5,
+              "min_position_consistency": 0.75, "max_first_position_bias": 0.2,
+              "min_self_tie_rate": 0.5, "max_length_correlation": 0.5}
+
+
+def test_judge_reliability_names_every_shortfall_and_null_turns_a_requirement_off():
+    random_judge = {"pairs": 30, "accuracy": 0.4, "pairwise_accuracy": 0.1,
+                    "position_consistency": 0.35, "first_position_rate": 0.45,
+                    "self_tie_rate": 0.3, "length_correlation": -0.6}
+    r = judge_reliability(random_judge, THRESHOLDS)
+    assert not r["reliable"]
+    assert r["shortfalls"] == ["accuracy 40% < 75%", "pairwise accuracy 10% < 50%",
+                               "position consistency 35% < 75%", "self tie rate 30% < 50%"]
+    assert r["warnings"] == ["length bias: score vs response length Spearman rho -0.60 (|rho| > 0.5)"]
+    lenient = {k: None for k in THRESHOLDS}
+    assert judge_reliability(random_judge, lenient)["reliable"]
+    # a figure that was not measured (pairwise judging off) falls short of its threshold
+    absolute_only = {**random_judge, "accuracy": 0.9, "pairwise_accuracy": None,
+                     "position_consistency": None, "first_position_rate": None, "self_tie_rate": None}
+    only_accuracy = {**lenient, "min_accuracy": 0.75}
+    assert judge_reliability(absolute_only, only_accuracy)["reliable"]
+    assert judge_reliability(absolute_only, {**only_accuracy, "min_self_tie_rate": 0.5})[
+        "shortfalls"] == ["self tie rate n/a < 50%"]
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ({"min_acuracy": 0.7}, "judge_reliability"),  # a typo would silently drop a requirement
+    ({"min_accuracy": 1.5}, "judge_reliability.min_accuracy"),
+    ({"max_first_position_bias": 0.7}, "judge_reliability.max_first_position_bias"),
+    ({"min_pairs": 0}, "judge_reliability.min_pairs"),
+])
+def test_bad_judge_reliability_thresholds_are_refused(section, key):
+    with pytest.raises(HarnessError, match=rf"gate\.{key}="):
+        validate({**GATE, "judge_reliability": section})
