@@ -81,13 +81,16 @@ def path_skipped(path: str, patterns: Sequence[str]) -> bool:
     return bool(rx.match(path) or rx.match(path.rsplit("/", 1)[-1]))
 
 
-def file_reason(path: str, new_mode: str, old_mode: str, skip_paths: Sequence[str]) -> str | None:
+def file_reason(path: str, new_mode: str, old_mode: str, skip_paths: Sequence[str],
+                vendored: Sequence[str] = ()) -> str | None:
     """Why a changed file is left out of a record (from the streaming pass alone; binary
     files are known once diffed)."""
     if SUBMODULE_MODE in (new_mode, old_mode):
         return "submodule"
     if path_skipped(path, skip_paths):
         return "skipped_path"
+    if path_skipped(path, vendored):
+        return "vendored"
     return None
 
 

@@ -156,6 +156,11 @@ def _new_text(old: list[str], r: Region) -> tuple[int, list[str]]:
     return r.lo + shift, out
 
 
+def apply_all(old: list[str], hs: list[Hunk]) -> list[str]:
+    """The whole new file: `old` lines with every hunk applied."""
+    return _new_text(old, Region(1, len(old), hs))[1] if hs else old
+
+
 def _block(lines: list[str]) -> str:
     return "".join(line + "\n" for line in lines)
 

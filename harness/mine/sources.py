@@ -18,13 +18,15 @@ from collections.abc import Iterator
 from git import Repo
 
 from harness.mine import dedup
+from harness.mine.classes import generated_header
 from harness.mine.filters import path_skipped
 from harness.mine.records import record_id
 from harness.mine.secrets import Redactor, placeholder
 
 
 def fim_ok(path: str, o: dict) -> bool:
-    return path.endswith(tuple(o["fim_extensions"])) and not path_skipped(path, o["skip_paths"])
+    return (path.endswith(tuple(o["fim_extensions"])) and not path_skipped(path, o["skip_paths"])
+            and not path_skipped(path, o["vendored_paths"]))
 
 
 def tree_blobs(repo: Repo, sha: str, o: dict) -> list[tuple[str, str]]:
@@ -95,6 +97,8 @@ def blob_data(data: bytes, path: str, o: dict, redactor: Redactor,
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
+        return None
+    if generated_header(text):  # machine-written: not the team's code
         return None
     text, kinds = redactor.redact(text, path)
     pairs = []

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, jsonl_line, sha256_file, stable_hash, write_jsonl
-from harness.mine import dedup, github, sources, worker
+from harness.mine import classes, dedup, github, sources, worker
 from harness.mine.cache import CommitCache
 from harness.mine.diffs import open_repo
 from harness.mine.repo import git, github_slug, inspect
@@ -53,7 +53,24 @@ KIND_ORDER = (*CHANGE_KINDS, "docstring")
 def options(cfg: DictConfig) -> dict:
     from harness.eval.benchmarks import SHA256
 
-    return {**OmegaConf.to_container(cfg.data.mine, resolve=True), "benchmarks": SHA256}
+    o = {**OmegaConf.to_container(cfg.data.mine, resolve=True), "benchmarks": SHA256}
+    _check(o)
+    return o
+
+
+def _check(o: dict) -> None:
+    """Settings this stage adds, checked before any work (exit 2 naming the key)."""
+    from harness.mine.pairs import FORMATS
+
+    if o["target_format"] not in FORMATS:
+        raise HarnessError(f"data.mine.target_format={o['target_format']!r}: expected one of {', '.join(FORMATS)}.")
+    for cls, share in o["change_classes"].items():
+        if cls not in ("docs", "tests", "formatting", "code") or not isinstance(share, (int, float)) \
+                or not 0 <= share <= 1:
+            raise HarnessError(f"data.mine.change_classes.{cls}={share!r}: expected docs, tests, formatting "
+                               "or code, each with a share in [0, 1] (1 keeps all, 0 none).")
+    if not isinstance(o["max_parts"], int) or o["max_parts"] < 1:
+        raise HarnessError(f"data.mine.max_parts={o['max_parts']!r}: expected an integer >= 1.")
 
 
 def _lines(repo: Path, *args: str) -> list[str]:
@@ -222,6 +239,19 @@ def _lines_of(repo: Path, *args: str) -> list[str]:
     if res.returncode != 0:
         raise HarnessError(f"`git {args[0]}` failed in {repo}: {res.stderr.strip()}")
     return res.stdout.splitlines()
+
+
+def _weigh_classes(records: list[dict], shares: dict, stats: Stats) -> list[dict]:
+    """Keep `shares[class]` of each class of change (docs, tests, formatting, code): all, none,
+    or a stable sample by record id (the same records on every run)."""
+    out = []
+    for r in records:
+        share = float(shares.get(r.get("change_class") or "code", 1.0))
+        if share >= 1 or int(r["id"][:8], 16) / 0xFFFFFFFF < share:
+            out.append(r)
+        else:
+            stats.drop(r["kind"], f"{r['change_class']}_only")
+    return out
 
 
 def _cutoff(dates: list[str], o: dict) -> str | None:
@@ -457,6 +487,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
     o = options(cfg)
     info = inspect(cfg.data.repo, cfg.data.rev, o["pull_refs"], o["allow_shallow"])
     repo = Path(cfg.data.repo).expanduser().resolve()
+    o["vendored_paths"] = [*o["vendored_paths"], *classes.linguist_patterns(repo, info.head)]
     log.info("mining %s (%s) at %s", info.name, repo, info.head[:12])
     cache = (CommitCache(Path(cfg.cache_dir).expanduser() / "mine" / "commits.sqlite",
                          stable_hash({k: o[k] for k in KEYS})) if o["cache"] else None)
@@ -478,6 +509,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
             repo, shas, o, set(info.shallow_boundary), cache, workers,
             lambda done: prefetched.update(_prefetch(workers, repo, mainline, date_of, done, o, cache)))
         records, negatives = _commit_records(results, shas, pulls, branches, info.name, stats)
+        records = _weigh_classes(records, o["change_classes"], stats)
         clock.lap("commits")
 
         gh_records, gh_info = _github(cfg, o, open_repo(repo), info.name, info.head, cache,

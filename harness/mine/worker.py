@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness.mine import dedup, pairs, secrets
+from harness.mine import classes, dedup, pairs, secrets
 from harness.mine.cache import CommitCache
 from harness.mine.diffs import line_counts, modified_files, open_repo
 from harness.mine.filters import (
@@ -29,12 +29,12 @@ from harness.mine.filters import (
     message_reason,
     size_reason,
 )
-from harness.mine.records import FileDiff, author_id, build, instruction_for, record_id
+from harness.mine.records import FileDiff, author_id, build, hunks, instruction_for, record_id
 from harness.mine.scan import CommitMeta, FileStat, scan
 from harness.mine.secrets import Redactor
 
 # Settings a commit's result depends on (their hash keys the per-commit cache).
-KEYS = ("skip_merges", "bot_patterns", "min_message_chars", "skip_paths", "min_changed_lines",
+KEYS = ("skip_merges", "bot_patterns", "min_message_chars", "skip_paths", "vendored_paths", "min_changed_lines",
         "max_changed_lines", "max_files", "max_file_bytes", "max_line_chars", "fim_extensions",
         "context_lines", "fit_tokens", "chars_per_token", "pr", "review", "dedup", "benchmarks",
         "target_format", "max_parts")
@@ -139,7 +139,7 @@ def _cheap(c: CommitMeta, o: dict, boundary: set[str], res: dict) -> list[FileSt
         return None
     files = []
     for f in c.files:
-        if reason := file_reason(f.path, f.new_mode, f.old_mode, o["skip_paths"]):
+        if reason := file_reason(f.path, f.new_mode, f.old_mode, o["skip_paths"], o["vendored_paths"]):
             res["files_dropped"][reason] += 1
         else:
             files.append(f)
@@ -252,11 +252,39 @@ def _records(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old:
             "authored_at": c.authored_at, "committed_at": c.committed_at, "author_id": res["author_id"],
             "instruction": p.request + p.context, "response": p.response, "files": p.files,
             "added": p.added, "deleted": p.deleted, "format": o["target_format"],
-            "part": [i + 1, len(made)] if len(made) > 1 else None,
+            "part": [i + 1, len(made)] if len(made) > 1 else None, "change_class": res.get("change_class"),
             "redactions": sorted(set(redact.found)),
         }
         out.append((rec, p.request))  # the change itself is compared; the context is the repository's code
     return out
+
+
+def _not_generated(diffs: list[FileDiff], old: dict[str, bytes], res: dict) -> list[FileDiff]:
+    """The files whose old version does not say it is machine-written at its top (a change
+    to the middle of a generated file never shows its header)."""
+    kept = []
+    for d in diffs:
+        head = old.get(d.old_blob, b"")[:4096].decode("utf-8", "replace") if d.old_blob else ""
+        if head and classes.generated_header(head):
+            res["files_dropped"]["generated"] += 1
+        else:
+            kept.append(d)
+    return kept
+
+
+def _change_class(diffs: list[FileDiff], old: dict[str, bytes]) -> str:
+    """docs | tests | formatting | code (classes.change_class); the new version of a Python
+    file is its old one with the hunks applied, computed only when the AST is compared."""
+    removed = "".join(line[1:] + "\n" for d in diffs for h in hunks(d.diff) for line in h.lines if line[:1] == "-")
+    added = "".join(line[1:] + "\n" for d in diffs for h in hunks(d.diff) for line in h.lines if line[:1] == "+")
+    py = [d for d in diffs if d.path.endswith(".py") and d.old_path and d.new_path and d.old_blob in old]
+    versions = []
+    if len(py) == len(diffs):
+        for d in py:
+            text = old[d.old_blob].decode("utf-8", "replace").split("\n")
+            new = pairs.apply_all(text, hunks(d.diff))
+            versions.append(("\n".join(text), "\n".join(new)))
+    return classes.change_class([d.path for d in diffs], removed, added, versions)
 
 
 def bench() -> dedup.Benchmarks | None:
@@ -325,6 +353,11 @@ def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozens
     old = _read_blobs(repo, {d.old_blob for _, _, _, ds, _ in prepared for d in ds if d.old_blob})
     built = []
     for c, res, message, diffs_, scrub in prepared:
+        diffs_ = _not_generated(diffs_, old, res)
+        if not diffs_:
+            res["drop"] = "generated"
+            continue
+        res["change_class"] = _change_class(diffs_, old)
         made = _records(c, res, message, diffs_, old, o, scrub)
         if not made:
             res["drop"] = "too_long"
