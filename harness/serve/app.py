@@ -46,6 +46,7 @@ CHAT_MAX_TOKENS = 512  # OpenAI's chat default is "until the context is full"; w
 COMPLETION_MAX_TOKENS = 16  # OpenAI's documented default for /v1/completions
 MAX_STOP = 64  # stop strings per request (each is searched for after every token)
 MAX_CHOICES = 16  # guided_choice scores every choice in one batch holding the prompt per choice
+PREFIX_CHARS_PER_TOKEN = 8  # code averages 3-4 characters a token; see _Engine.encode
 DISCONNECT_CHECK_STEPS = 16  # how often a generation looks whether its client is still there
 
 
@@ -167,6 +168,22 @@ class _Engine:
                     self.model.set_adapter(name, inference_mode=True)
                 self._active = name
             yield
+
+    def encode(self, text: str, special: bool) -> list[int]:
+        """`text`'s token ids; one far over `limits.max_prompt_tokens` is refused after encoding
+        only its beginning (a 500 KB prompt took a second and ~100 MB to encode whole).
+
+        The beginning's tokens are (up to a token or two where it is cut) the full text's first
+        tokens, so when they alone exceed the limit, so does the text."""
+        limit = self.limits.max_prompt_tokens
+        if limit is not None and len(text) > PREFIX_CHARS_PER_TOKEN * limit:
+            n = len(self.tokenizer(text[: PREFIX_CHARS_PER_TOKEN * limit],
+                                   add_special_tokens=special).input_ids)
+            if n > limit + 2:
+                raise APIError(400, f"the prompt is more than {n - 2} tokens; this server takes "
+                                    f"at most {limit} (serve.max_prompt_tokens)",
+                               "context_length_exceeded")
+        return self.tokenizer(text, add_special_tokens=special).input_ids
 
     def budget(self, n_prompt: int, requested: int) -> int:
         """`requested` new tokens, cut to `limits.max_tokens` and so that prompt + completion
@@ -385,7 +402,7 @@ def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_na
             prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except Exception as e:
             raise APIError(400, f"could not render the messages with the chat template: {e}") from e
-        ids = tok(prompt, add_special_tokens=False).input_ids
+        ids = engine.encode(prompt, special=False)
         top = (req.top_logprobs or 0) if req.logprobs else None
         if req.guided_choice is not None:
             gen = engine.choose(req.model, ids, req.guided_choice, top)
@@ -410,7 +427,7 @@ def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_na
         prompt = prompts[0]
         if req.suffix is not None:
             prompt = fim["prefix"] + prompt + fim["suffix"] + req.suffix + fim["middle"]
-        ids = tok(prompt).input_ids
+        ids = engine.encode(prompt, special=True)
         stop_ids = engine.eos_ids | ({fim_end} if fim_end is not None else set())
         cursor = (Cursor.of(prompts[0], req.suffix or "")
                   if (postprocess if req.postprocess is None else req.postprocess) else None)
