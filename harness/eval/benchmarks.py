@@ -66,6 +66,7 @@ class Problem:
     stop_words: tuple[str, ...]
     reference: str
     test: str
+    mode: str = "completion"  # the bigcode prompt continued as is (chat mode: chat_codegen.py)
 
     def program(self, completion: str) -> str:
         """The executable program for a full solution ``completion``.

@@ -1,5 +1,9 @@
 """FIM completion on held-out holes: lines that test-split commits added, never trained on.
 
+With sentinels the model fills the hole between prefix and suffix; a model without them
+(`model.fim: left_to_right`) gets single-line holes and continues the prefix, and its first
+non-blank line is scored (next-line completion).
+
 The holes depend only on the mined records and the seed, so base and candidate are asked to
 fill exactly the same holes with exactly the same prompts.
 """
@@ -9,7 +13,14 @@ from __future__ import annotations
 import difflib
 import random
 
-from harness.format.fim import FimTokens, Hole, fim_prompt_ids, sample_holes
+from harness.format.fim import (
+    FimTokens,
+    Hole,
+    fim_prompt_ids,
+    first_line,
+    left_to_right_prompt_ids,
+    sample_holes,
+)
 
 
 def held_out_holes(records: list[dict], n: int, max_middle_lines: int, context_lines: int,
@@ -30,8 +41,17 @@ def held_out_holes(records: list[dict], n: int, max_middle_lines: int, context_l
     return picked
 
 
-def prompts(tokenizer, toks: FimTokens, holes: list[tuple[str, Hole]], budget: int) -> list[list[int]]:
+def prompts(tokenizer, toks: FimTokens | None, holes: list[tuple[str, Hole]],
+            budget: int) -> list[list[int]]:
+    """FIM prompts with the model's sentinels, or (`toks` None: no sentinels) the prefix alone."""
+    if toks is None:
+        return [left_to_right_prompt_ids(tokenizer, h.prefix, budget) for _, h in holes]
     return [fim_prompt_ids(tokenizer, toks, h.prefix, h.suffix, budget) for _, h in holes]
+
+
+def answer(generation: str, toks: FimTokens | None) -> str:
+    """What is scored: the middle the model wrote, or left to right its next line."""
+    return generation if toks is not None else first_line(generation)
 
 
 def _norm(text: str) -> str:

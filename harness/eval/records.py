@@ -14,6 +14,8 @@ from harness.eval.metrics import pass_at_k
 
 FIELDS = (
     "task", "item_id", "sample", "model", "engine", "prompt_hash", "output",
+    # how the model was asked: completion | chat (humaneval, mbpp); sentinels | left_to_right (fim)
+    "mode",
     # execution tasks (humaneval, mbpp, humaneval_infill_*)
     "passed", "status", "error", "exec_seconds",
     # text-match tasks (fim, and the infill tasks as a side measure)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from harness.eval import fim_task
+from harness.eval import chat_codegen, fim_task
 from harness.eval.generate import GREEDY, Decoding, Engine
 from harness.eval.records import exec_fields, row
 from harness.eval.sandbox import Sandbox
@@ -40,7 +40,7 @@ def score_generations(items: Sequence[ExecItem], generations: list[list[str]], s
         if hasattr(items[i], "middle"):  # infilling: also how close the text came
             extra = {"expected": items[i].middle, **fim_task.score(items[i].middle, g)}
         rows.append(row(task, items[i].task_id, model, prompt_hashes[i], g, sample=s,
-                        engine=engine, gen_seconds=gen_seconds[i] if gen_seconds else None,
+                        engine=engine, mode=getattr(items[i], "mode", None), gen_seconds=gen_seconds[i] if gen_seconds else None,
                         **exec_fields(result), **extra))
     return rows
 
@@ -56,6 +56,21 @@ def run_codegen(problems: list, engine: Engine, tokenizer, sandbox: Sandbox, dec
                              gen_seconds=[g.seconds for g in gens])
 
 
+def run_chat_codegen(problems: list, engine: Engine, tokenizer, sandbox: Sandbox,
+                     decoding: Decoding, max_new_tokens: int, label: str) -> list[dict]:
+    """HumanEval / MBPP in chat mode (harness/eval/chat_codegen.py): the chat template's
+    generation prompt opened with a ```python fence, cut at the closing fence, executed."""
+    prefill = tokenizer(chat_codegen.PREFILL, add_special_tokens=False)["input_ids"]
+    prompts = [list(tokenizer.apply_chat_template(p.messages(), add_generation_prompt=True,
+                                                  tokenize=True, return_dict=True)["input_ids"])
+               + prefill for p in problems]
+    gens = engine.generate(prompts, stop=chat_codegen.STOP, max_new_tokens=max_new_tokens,
+                           decoding=decoding, desc=f"{problems[0].task} [{label}]")
+    return score_generations(problems, [g.outputs for g in gens], sandbox, model=label,
+                             engine=engine.name, prompt_hashes=[sha256_text(str(p)) for p in prompts],
+                             gen_seconds=[g.seconds for g in gens])
+
+
 def run_infill(items: list, engine: Engine, tokenizer, toks: FimTokens, budget: int,
                max_new_tokens: int, sandbox: Sandbox, decoding: Decoding, label: str) -> list[dict]:
     """HumanEval infilling with the model's own FIM tokens, scored by execution."""
@@ -68,16 +83,22 @@ def run_infill(items: list, engine: Engine, tokenizer, toks: FimTokens, budget: 
                              gen_seconds=[g.seconds for g in gens])
 
 
-def run_fim(holes: list, engine: Engine, tokenizer, toks: FimTokens, budget: int,
+def run_fim(holes: list, engine: Engine, tokenizer, toks: FimTokens | None, budget: int,
             max_new_tokens: int, label: str) -> list[dict]:
-    """Held-out FIM holes, greedy: exact match, first-line exact match, edit similarity."""
+    """Held-out holes, greedy: exact match, first-line exact match, edit similarity. Without
+    sentinels (`toks` None) the next line is predicted left to right (fim_mode in each row)."""
     prompts = fim_task.prompts(tokenizer, toks, holes, budget)
-    gens = engine.generate(prompts, max_new_tokens=max_new_tokens,
-                           eos_token_ids=_ends(toks, tokenizer), decoding=GREEDY,
-                           desc=f"fim [{label}]")
-    return [row("fim", hid, label, sha256_text(str(p)), g.outputs[0], engine=engine.name,
-                expected=h.middle, gen_seconds=g.seconds, **fim_task.score(h.middle, g.outputs[0]))
-            for (hid, h), p, g in zip(holes, prompts, gens, strict=True)]
+    ends = _ends(toks, tokenizer) if toks is not None else None  # None: the model's own eos
+    gens = engine.generate(prompts, max_new_tokens=max_new_tokens, eos_token_ids=ends,
+                           decoding=GREEDY, desc=f"fim [{label}]")
+    mode = "sentinels" if toks is not None else "left_to_right"
+    rows = []
+    for (hid, h), p, g in zip(holes, prompts, gens, strict=True):
+        got = fim_task.answer(g.outputs[0], toks)
+        rows.append(row("fim", hid, label, sha256_text(str(p)), g.outputs[0], engine=engine.name,
+                        expected=h.middle, gen_seconds=g.seconds, mode=mode,
+                        **fim_task.score(h.middle, got)))
+    return rows
 
 
 def run_answers(items: list[dict], engine: Engine, tokenizer, messages, max_new_tokens: int,

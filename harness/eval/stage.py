@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.errors import HarnessError
 from harness.eval import bigcode, fim_task, runner
 from harness.eval.benchmarks import Problem, load_humaneval, load_mbpp
+from harness.eval.chat_codegen import ChatProblem, humaneval_chat, mbpp_chat
 from harness.eval.engines import EnginePool, engine_settings
 from harness.eval.generate import Decoding
 from harness.eval.infill import InfillItem, load_infill
@@ -42,7 +43,7 @@ from harness.eval.lmeval import run_lm_eval
 from harness.eval.records import match_metrics, pass_metrics
 from harness.eval.sandbox import Sandbox
 from harness.format.chat import to_messages
-from harness.format.fim import fim_tokens
+from harness.format.fim import fim_tokens, is_left_to_right
 from harness.gate.thresholds import freeze_thresholds
 from harness.io import atomic_write_json, read_jsonl, sha256_file, stable_hash, write_jsonl
 from harness.models.load import load_tokenizer, resolve_model_path
@@ -147,6 +148,7 @@ class Plan:
     """What to ask both models: the items of every enabled task."""
 
     codegen: dict[str, list[Problem]]  # humaneval, mbpp
+    chat: dict[str, list[ChatProblem]]  # humaneval_chat, mbpp_chat
     infill: dict[str, list[InfillItem]]  # humaneval_infill_single, humaneval_infill_multi
     holes: list  # held-out FIM holes
     judge_items: list[dict]  # held-out change requests
@@ -154,14 +156,19 @@ class Plan:
     @property
     def files(self) -> list[str]:
         """The task part of every samples/<task>.<model>.jsonl this plan writes."""
-        return [*self.codegen, *self.infill, *(["fim"] if self.holes else []),
+        return [*self.codegen, *self.chat, *self.infill, *(["fim"] if self.holes else []),
                 *(["answers"] if self.judge_items else [])]
 
 
-def plan(e: DictConfig, records: list[dict]) -> Plan:
+def plan(e: DictConfig, records: list[dict], left_to_right: bool = False) -> Plan:
+    """`left_to_right`: the model has no FIM sentinels, so it gets single-line held-out holes
+    (next-line completion) and no HumanEval infilling."""
     i = e.humaneval_infill
     infill = {}
-    for span in i.spans if i.enabled else []:
+    if left_to_right and i.enabled:
+        log.warning("humaneval_infill skipped: model.fim=left_to_right (no FIM sentinels to "
+                    "fill a hole between a prefix and a suffix)")
+    for span in i.spans if i.enabled and not left_to_right else []:
         items = load_infill(span, i.seed, i.max_lines, i.limit)
         if items:
             infill[items[0].task] = items
@@ -169,11 +176,16 @@ def plan(e: DictConfig, records: list[dict]) -> Plan:
     # held-out change requests: what a teammate asked for, and the change that answered it
     judge_items = [r for r in records
                    if r["kind"] in ("commit", "pr", "review_fix") and r["split"] == "test"]
+    codegen = {**({"humaneval": load_humaneval(e.humaneval.limit)} if e.humaneval.enabled else {}),
+               **({"mbpp": load_mbpp(e.mbpp.limit)} if e.mbpp.enabled else {})}
+    chat = {**({"humaneval_chat": humaneval_chat(codegen["humaneval"])}
+               if e.humaneval.enabled and e.humaneval.get("chat") else {}),
+            **({"mbpp_chat": mbpp_chat(codegen["mbpp"])}
+               if e.mbpp.enabled and e.mbpp.get("chat") else {})}
     return Plan(
-        codegen={**({"humaneval": load_humaneval(e.humaneval.limit)} if e.humaneval.enabled else {}),
-                 **({"mbpp": load_mbpp(e.mbpp.limit)} if e.mbpp.enabled else {})},
-        infill=infill,
-        holes=fim_task.held_out_holes(fim_sources, e.fim.holes, e.fim.max_middle_lines,
+        codegen=codegen, chat=chat, infill=infill,
+        holes=fim_task.held_out_holes(fim_sources, e.fim.holes,
+                                      1 if left_to_right else e.fim.max_middle_lines,
                                       e.fim.context_lines, e.fim.seed) if e.fim.enabled else [],
         judge_items=judge_items[: e.judge.samples] if e.judge.enabled else [])
 
@@ -182,7 +194,8 @@ def generate_all(cfg: DictConfig, p: Plan, samples: Path, model_ref: str, adapte
                  tokenizer, sandbox: Sandbox, decoding: Decoding) -> dict[str, list[dict]]:
     """Every (task, model) result file that is not on disk yet; the judge answers per model."""
     e, i = cfg.eval, cfg.eval.humaneval_infill
-    toks = fim_tokens(tokenizer, cfg.model.fim) if p.holes or p.infill else None
+    toks = (fim_tokens(tokenizer, cfg.model.fim)
+            if (p.holes or p.infill) and not is_left_to_right(cfg.model.fim) else None)
     max_length, system = cfg.data.format.max_length, cfg.data.format.system_prompt
 
     def messages(record: dict) -> list[dict]:  # the chat prompt, without the reference reply
@@ -204,6 +217,10 @@ def generate_all(cfg: DictConfig, p: Plan, samples: Path, model_ref: str, adapte
                     make = functools.partial(runner.run_codegen, problems, engine, tokenizer,
                                              sandbox, decoding, label)
                 _cached(samples / f"{task}.{label}.jsonl", make)
+            for task, problems in p.chat.items():  # always our runner: lm-eval's tasks complete
+                _cached(samples / f"{task}.{label}.jsonl", functools.partial(
+                    runner.run_chat_codegen, problems, engine, tokenizer, sandbox, decoding,
+                    e.get("chat_max_new_tokens") or e.max_new_tokens, label))
             for task, items in p.infill.items():
                 _cached(samples / f"{task}.{label}.jsonl", functools.partial(
                     runner.run_infill, items, engine, tokenizer, toks,
@@ -238,17 +255,21 @@ def run(cfg: DictConfig, out: Path) -> dict:
     if e.sandbox.self_check:
         metrics["sandbox"]["self_check"] = sandbox.self_check(load_humaneval() + load_mbpp(split="all"))
 
-    p = plan(e, records)
+    p = plan(e, records, left_to_right=is_left_to_right(cfg.model.fim))
     answers = generate_all(cfg, p, samples, model_ref, adapter, tokenizer, sandbox, decoding)
     metrics["settings"] = {
         **engine_settings(e), "runner": e.runner, "scorer": e.scorer,
         "decoding": decoding.describe(), "sampling": decoding.as_dict(),
         "pass_at_k": sorted({1, *e.pass_at_k}), "model": model_ref, "adapter": adapter,
-        "stop_words": {t: list(probs[0].stop_words) for t, probs in p.codegen.items()},
-        "fim_tokens": OmegaConf.to_container(cfg.model.fim) if cfg.model.fim else "detected",
+        "stop_words": {t: list(probs[0].stop_words) for t, probs in {**p.codegen, **p.chat}.items()},
+        "modes": {**dict.fromkeys(p.codegen, "completion"), **dict.fromkeys(p.chat, "chat"),
+                  **({"fim": "left_to_right" if is_left_to_right(cfg.model.fim) else "sentinels"}
+                     if p.holes else {})},
+        "fim_tokens": (OmegaConf.to_container(cfg.model.fim) if OmegaConf.is_config(cfg.model.fim)
+                       else cfg.model.fim or "detected"),
         "prompts_sha256": check_paired(samples, p.files),  # the same for both models
     }
-    for task in [*p.codegen, *p.infill]:
+    for task in [*p.codegen, *p.chat, *p.infill]:
         metrics[task] = {label: pass_metrics(list(read_jsonl(samples / f"{task}.{label}.jsonl")),
                                              list(e.pass_at_k)) for label in MODELS}
         log.info("%s pass@1: base %.3f, candidate %.3f", task, metrics[task]["base"]["pass@1"],

@@ -21,6 +21,10 @@ KNOWN_SENTINELS = {
     "deepseek-coder": ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"),
 }
 ROLES = ("prefix", "suffix", "middle", "end")
+# `model.fim: left_to_right`: the model has no sentinels (e.g. SmolLM2). Source files then train
+# left to right only, and held-out holes are scored by continuing the prefix to the end of the
+# next line (next-line completion), so the completion task still measures the same skill.
+LEFT_TO_RIGHT = "left_to_right"
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,20 @@ def _detect(tokenizer) -> dict[str, str]:
     )
 
 
+def is_left_to_right(fim_cfg) -> bool:
+    """True when `model.fim` says the model has no FIM sentinels."""
+    return isinstance(fim_cfg, str) and fim_cfg == LEFT_TO_RIGHT
+
+
 def fim_tokens(tokenizer, fim_cfg) -> FimTokens:
     """Resolve the configured sentinel strings to single token ids, detect them when `fim_cfg`
     is None, or refuse."""
+    if isinstance(fim_cfg, str):
+        raise HarnessError(
+            f"model.fim={fim_cfg!r}: this model has no FIM sentinel tokens, so it cannot fill "
+            "a hole between a prefix and a suffix (held-out completion is scored left to "
+            "right instead). Fix: use a model with sentinels, or set model.fim to a mapping "
+            "{prefix, suffix, middle, end} (null: detect).")
     names = _detect(tokenizer) if fim_cfg is None else {r: fim_cfg.get(r) for r in ROLES}
     ids = {}
     for role in ROLES:
@@ -120,6 +135,19 @@ def fim_prompt_ids(tokenizer, toks: FimTokens, prefix: str, suffix: str, budget:
     if spm:
         return [toks.prefix, toks.suffix, *suf, toks.middle, *pre]
     return [toks.prefix, *pre, toks.suffix, *suf, toks.middle]
+
+
+def left_to_right_prompt_ids(tokenizer, prefix: str, budget: int) -> list[int]:
+    """The prefix alone, cut from the left to `budget` tokens (the code nearest the hole is
+    what matters; cutting from the right would remove the very line before it)."""
+    ids = encode(tokenizer, prefix)
+    return ids[len(ids) - min(len(ids), budget):]
+
+
+def first_line(generation: str) -> str:
+    """The first non-blank line of a left-to-right continuation: the predicted next line (a
+    leading blank line is layout, not a prediction, and would score base models unfairly)."""
+    return next((line for line in generation.split("\n") if line.strip()), "")
 
 
 def tokenize_fim(tokenizer, toks: FimTokens, hole: Hole, max_length: int,

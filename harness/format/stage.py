@@ -23,7 +23,7 @@ from harness.errors import HarnessError
 from harness.format.card import describe, template_hash, tokenizer_hash
 from harness.format.chat import end_of_turn_id, to_messages
 from harness.format.examples import SOURCE_KIND, chat_examples, mix, source_examples
-from harness.format.fim import fim_tokens
+from harness.format.fim import fim_tokens, is_left_to_right
 from harness.io import atomic_write_json, read_jsonl, sha256_file, write_jsonl
 from harness.models.load import load_tokenizer, resolve_model_path
 from harness.stages import require_output
@@ -90,7 +90,12 @@ def run(cfg: DictConfig, out: Path) -> dict:
             "one, e.g. ChatML as in conf/model/qwen2.5-coder-1.5b-base.yaml)."
         )
     has_source = any(r["kind"] == SOURCE_KIND for r in records)
-    toks = fim_tokens(tokenizer, cfg.model.get("fim")) if has_source and fcfg.fim_rate > 0 else None
+    left_to_right = is_left_to_right(cfg.model.get("fim"))
+    if left_to_right and has_source and fcfg.fim_rate > 0:
+        log.info("model.fim=left_to_right: the model has no FIM sentinels, so every source "
+                 "example trains left to right (data.format.fim_rate=%s not applied)", fcfg.fim_rate)
+    toks = (fim_tokens(tokenizer, cfg.model.get("fim"))
+            if has_source and fcfg.fim_rate > 0 and not left_to_right else None)
 
     dropped, shortest, counts = Counter(), Counter(), Counter()
     chat, code = _examples(train, tokenizer, toks, fcfg, dropped, shortest, counts)
@@ -120,7 +125,8 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "dropped": dict(dropped),
         "counts": dict(counts),
         "max_length": fcfg.max_length,
-        "mix": {"code_share": fcfg.code_share, "fim_rate": fcfg.fim_rate,
+        "fim_mode": "left_to_right" if left_to_right else "sentinels",
+        "mix": {"code_share": fcfg.code_share, "fim_rate": 0 if left_to_right else fcfg.fim_rate,
                 "fim_spm_rate": fcfg.fim_spm_rate, "fim_span": fcfg.fim_span},
         "eval": ({**describe(held_rows, fcfg.max_length), "dropped": dict(held_dropped)}
                  if held_rows else None),

@@ -1,7 +1,8 @@
 """Resolve the configured base model to a local directory and load it with its tokenizer.
 
-`model.name_or_path: null` means the offline tiny model (built and cached on first use); a
-hub id or a path is loaded with `transformers`. Paths are always made absolute, because PEFT
+`model.name_or_path: null` means the offline tiny model (built and cached on first use), or,
+with `model.gguf` set, a GGUF checkpoint converted once to a cached directory (the offline real
+model); a hub id or a path is loaded with `transformers`. Paths are always made absolute, because PEFT
 stores `base_model_name_or_path` exactly as passed.
 """
 
@@ -17,6 +18,10 @@ from harness.errors import HarnessError
 
 def resolve_model_path(model_cfg: DictConfig, cache_dir: str) -> str:
     """The base model as a loadable reference: an absolute local path or a hub id."""
+    if model_cfg.get("gguf") and not model_cfg.get("name_or_path"):
+        from harness.models.gguf_import import convert
+
+        return str(convert(model_cfg.gguf, cache_dir))
     name = model_cfg.get("name_or_path")
     if not name:
         from harness.models.tiny import build_tiny_model

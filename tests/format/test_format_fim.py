@@ -15,8 +15,9 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from harness.errors import HarnessError
 from harness.eval.fim_task import prompts
 from harness.format.examples import mix, source_examples
-from harness.format.fim import fim_tokens, sample_holes, tokenize_code, tokenize_fim
+from harness.format.fim import encode, fim_tokens, sample_holes, tokenize_code, tokenize_fim
 from harness.format.spans import sample_ast_holes
+from harness.models.load import load_tokenizer
 
 QWEN_FIM = {"prefix": "<|fim_prefix|>", "suffix": "<|fim_suffix|>", "middle": "<|fim_middle|>",
             "end": "<|endoftext|>"}
@@ -162,3 +163,21 @@ def test_mix_subsamples_the_side_in_excess_and_counts_it():
     assert len(mix(chat, code, None, seed=0, dropped=Counter())) == 50
     with pytest.raises(HarnessError, match="code_share"):
         mix(chat, code, 1.5, seed=0, dropped=Counter())
+
+
+def test_without_sentinels_the_prompt_is_the_prefix_cut_from_the_left(tiny_model):
+    from harness.format.fim import first_line, left_to_right_prompt_ids
+
+    tok = load_tokenizer(tiny_model)
+    prefix = "".join(f"value_{i} = compute({i})\n" for i in range(200))
+    ids = left_to_right_prompt_ids(tok, prefix, budget=50)
+    assert len(ids) == 50 and tok.decode(ids).endswith("value_199 = compute(199)\n")
+    assert left_to_right_prompt_ids(tok, "x = 1\n", budget=50) == encode(tok, "x = 1\n")
+    # a leading blank line is layout; the next line written is what gets scored
+    assert first_line("\n\n    return total\n    # more") == "    return total"
+    assert first_line("\n  \n") == ""
+
+
+def test_fim_tokens_refuse_a_model_declared_without_sentinels(tiny_model):
+    with pytest.raises(HarnessError, match="no FIM sentinel tokens"):
+        fim_tokens(load_tokenizer(tiny_model), "left_to_right")
