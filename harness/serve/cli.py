@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import uvicorn
@@ -10,7 +11,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
 from harness.models.load import resolve_model_path
-from harness.serve.app import create_app
+from harness.serve.app import Limits, create_app
+from harness.serve.guard import check_bind
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,30 @@ def adapters_for(cfg: DictConfig, model_ref: str) -> dict[str, str]:
     return adapters
 
 
-def serve(cfg: DictConfig) -> None:
+def limits_for(cfg: DictConfig) -> Limits:
     s = cfg.serve
+    return Limits(max_body_bytes=s.max_body_bytes, max_prompt_tokens=s.max_prompt_tokens,
+                  max_tokens=s.max_tokens)
+
+
+def serve(cfg: DictConfig) -> None:
+    """Check the settings and where it will listen, then load the model and serve."""
+    s = cfg.serve
+    limits = limits_for(cfg)
+    port = s.port
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise HarnessError(f"serve.port={port!r} must be a port number (0-65535). Fix: "
+                           f"serve.port=8000.")
+    if not isinstance(s.allow_unauthenticated, bool):
+        raise HarnessError(f"serve.allow_unauthenticated={s.allow_unauthenticated!r} must be "
+                           f"true or false.")
+    api_key = os.environ.get(s.api_key_env) if s.api_key_env else None
+    check_bind(str(s.host), s.api_key_env, api_key, bool(s.allow_unauthenticated))
     model_ref = resolve_model_path(cfg.model, cfg.cache_dir)
     adapters = adapters_for(cfg, model_ref)
     app = create_app(model_ref, adapters=adapters, served_name=s.name,
                      fim=OmegaConf.to_container(cfg.model.fim, resolve=True),
-                     postprocess=s.postprocess)
-    log.info("serving %s at http://%s:%d/v1", [s.name, *adapters], s.host, s.port)
-    uvicorn.run(app, host=s.host, port=s.port, log_level="info")
+                     postprocess=s.postprocess, limits=limits, api_key=api_key)
+    log.info("serving %s at http://%s:%d/v1 (%s)", [s.name, *adapters], s.host, s.port,
+             f"key from ${s.api_key_env}" if api_key else "no key")
+    uvicorn.run(app, host=s.host, port=port, log_level="info")
