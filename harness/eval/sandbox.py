@@ -9,13 +9,15 @@ per sample). As root the program runs as uid 65534 (nobody), because RLIMIT_NPRO
 enforced for root. The network is cut by the strongest mechanism that works here, detected
 once per process (``Sandbox.mode``):
 
-- "bwrap": bubblewrap with net, pid, ipc and uts namespaces unshared, a read-only ``/`` and a
-  private size-capped tmpfs for the samples' files (as root: bwrap runs privileged,
-  re-exposes an interpreter that lives under a private dir such as /root, and setpriv drops
-  to nobody inside; otherwise: unprivileged, user namespace);
+- "bwrap": bubblewrap with net, pid, ipc and uts namespaces unshared and a minimal, read-only
+  view of the filesystem (``_bwrap_view``): /usr, /lib*, /etc/ld.so* and the interpreter's own
+  install dirs, nothing else of the host; /tmp, /run, /var and home dirs are empty, the
+  samples' files live on a private size-capped tmpfs. No host file, and so no host unix
+  socket (network namespaces do not cover those), is reachable. As root bwrap runs
+  privileged and setpriv drops to nobody inside; otherwise unprivileged, in a user namespace;
 - "unshare": util-linux ``unshare --net`` (root only) with a private mount namespace that
-  re-exposes such an interpreter the same way and holds the tmpfs, then ``setpriv`` down to
-  nobody;
+  re-exposes an interpreter living under a private dir (e.g. pyenv in /root, mode 0700) and
+  holds the tmpfs, then ``setpriv`` down to nobody; the host's files stay visible;
 - "rlimits": no network isolation, rlimits only.
 
 Each mode is probed with the interpreter itself: when nobody cannot run it with its own stdlib
@@ -24,10 +26,15 @@ current user instead (``Sandbox.user`` is "self"). What that costs is spelled ou
 ``Sandbox.describe()`` (logged, and written to metrics.json): the guarantees that hold and
 those that are missing, e.g. no process-count limit for root.
 
-A sample passes only if the exit code is 0 AND the last stdout line is a random per-run marker
-printed by a line appended after the program's last test: an early ``sys.exit(0)`` or
-``os._exit(0)`` never reaches it. This guards against generated code that exits early by
-accident or habit, not against code written to read its own source and forge the marker.
+A sample passes only if the exit code is 0 AND the fork server saw the program's code run to
+its end (an end-of-tests handshake with a token drawn only after the tests completed; see
+``harness/eval/forkserver.py`` for how, and for what stays out of reach in-process): an early
+``sys.exit(0)`` or ``os._exit(0)``, a marker read from the source or from memory, or a thread or
+atexit handler firing after a failed test never passes.
+
+What a program can carry into stored results is its error text only (stdout is discarded):
+the last lines of its stderr, with control characters and the scratch paths removed, secrets
+redacted and the size capped (``scrub``).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import logging
 import math
 import os
 import queue
-import secrets
+import re
 import shlex
 import shutil
 import signal
@@ -71,7 +78,15 @@ SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INTERPRETER = (sys.executable, "-s", "-P") if sys.version_info >= (3, 11) else (sys.executable, "-s")
 # What every mode guarantees, and what only some do (see `guarantees`).
 ALWAYS = ("rlimits on memory, CPU time and file size", "wall-clock kill of the process group",
-          "scrubbed environment", "private temp dir", "end-of-tests marker")
+          "scrubbed environment", "private temp dir", "end-of-tests handshake",
+          "scrubbed, capped error text")
+# What bwrap shows of the host (read-only), besides the interpreter's install dirs: symlinks
+# (merged /usr) are recreated as symlinks. The dynamic loader needs /etc/ld.so*; alternatives
+# are symlinks some /usr/bin tools go through.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache",
+                "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives")
+EMPTY_DIRS = ("/tmp", "/var", "/run", "/home", "/root")  # empty and read-only: no host files
+ERROR_LINES, ERROR_CHARS = 3, 500  # what a failure stores: its last lines, at most this long
 log = logging.getLogger(__name__)
 
 
@@ -97,6 +112,7 @@ def guarantees(mode: str, user: str) -> dict[str, bool]:
         "process_limit": unprivileged,  # the kernel exempts root from RLIMIT_NPROC
         "pid_namespace": mode == "bwrap",
         "read_only_root": mode == "bwrap",
+        "host_files_hidden": mode == "bwrap",  # no host file or unix socket reachable
     }
 
 
@@ -172,24 +188,24 @@ class Sandbox:
 
     def run(self, program: str) -> ExecResult:
         """Run one program; never raises for anything the program does."""
-        marker = secrets.token_hex(16)
         start = time.monotonic()
         server = self._checkout()
         try:
-            reply = server.run((program + _epilogue(marker)).encode("utf-8", "surrogatepass"),
-                               self.timeout_s, self._limits())
+            reply = server.run(program.encode("utf-8", "surrogatepass"), self.timeout_s,
+                               self._limits())
         except ServerError as e:
             status = "failed" if e.during_job else "error"
-            return ExecResult(status, f"{e}: {e.log.strip()[-500:]}", time.monotonic() - start)
+            return ExecResult(status, scrub(f"{e}: {e.log.strip()[-ERROR_CHARS:]}", server.base),
+                              time.monotonic() - start)
         finally:
             self._idle.put(server)
         duration = time.monotonic() - start
         if reply.code is None:
             return ExecResult("timeout", f"killed after the {self.timeout_s:g}s timeout", duration)
-        lines = reply.stdout.splitlines()
-        if reply.code == 0 and lines and lines[-1] == marker:
+        if reply.code == 0 and reply.ended:
             return ExecResult("passed", "", duration)
-        return ExecResult("failed", _failure_reason(reply.code, reply.stderr), duration)
+        return ExecResult("failed", scrub(_failure_reason(reply.code, reply.stderr), server.base),
+                          duration)
 
     def close(self) -> None:
         """Stop this sandbox's fork servers (also done when it is garbage-collected); a later
@@ -288,12 +304,15 @@ class Sandbox:
             setenv = [x for key, value in self._env(base).items() for x in ("--setenv", key, value)]
             # As root, bwrap runs privileged (kuid 0 would be exempt from RLIMIT_NPROC inside a
             # user namespace), mounts the interpreter visible, then setpriv drops to nobody.
+            # The server is the namespace's pid 1: the kernel drops SIGKILL and SIGSTOP sent to
+            # it from inside, so a program cannot kill or freeze it; it dies with bwrap.
             unshare = (["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
                         "--unshare-cgroup-try"] if IS_ROOT else ["--unshare-all"])
-            return ["bwrap", *unshare, "--new-session", "--ro-bind", "/", "/",
-                    *(_bwrap_expose() if drop else ()), "--dev", "/dev", "--proc", "/proc",
+            return ["bwrap", *unshare, "--as-pid-1", "--die-with-parent", "--new-session",
+                    *_bwrap_view(),
+                    "--dev", "/dev", "--proc", "/proc",
                     "--perms", "1777", "--size", str(scratch), "--tmpfs", str(base),
-                    "--chdir", str(base), "--clearenv", *setenv,
+                    "--remount-ro", "/", "--chdir", str(base), "--clearenv", *setenv,
                     *(["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if drop else []),
                     *drop_root, *python]
         if self.mode == "unshare":  # needs root to unshare, so drop to nobody afterwards
@@ -312,19 +331,6 @@ class Sandbox:
         non-root user's shell, editor and this process already count, so the budget is
         ``max_procs`` on top of what that uid runs now."""
         return self.max_procs + _tasks_owned_by(NOBODY if self.user == "nobody" else os.getuid())
-
-
-def _epilogue(marker: str) -> str:
-    """Lines appended after the program's last test; they print the marker on its own line."""
-    return (
-        "\n\nimport os as _harness_os, sys as _harness_sys\n"
-        "for _harness_stream in (_harness_sys.stdout, _harness_sys.__stdout__):\n"
-        "    try:\n"
-        "        _harness_stream.flush()\n"
-        "    except BaseException:\n"
-        "        pass\n"
-        f"_harness_os.write(1, b'\\n{marker}\\n')\n"
-    )
 
 
 _task_counts: dict[int, tuple[float, int]] = {}
@@ -367,14 +373,36 @@ def _kill_escaped(base: Path) -> None:
 
 
 def _failure_reason(code: int, stderr: str) -> str:
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    if lines:
-        return "\n".join(lines[-3:])[-500:]
+    if stderr.strip():
+        return stderr
     if code < 0:
         return f"killed by {signal.Signals(-code).name}"
     if code == 0:
         return "exited 0 before reaching the end of the tests"
     return f"exit code {code}"
+
+
+# terminal escapes (CSI, OSC such as a window title, two-byte) and other control characters
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]"
+                      r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_redactor: list = []
+
+
+def scrub(text: str, base: Path | None = None) -> str:
+    """What a program's error text may carry into stored results: its last ``ERROR_LINES``
+    non-empty lines, without terminal escapes or control characters, with the server's
+    scratch paths cut to the file name (stable across runs), secrets redacted (the miner's
+    detect-secrets redactor), at most ``ERROR_CHARS`` characters."""
+    if base is not None:
+        text = re.sub(re.escape(str(base)) + r"(?:/job[0-9a-f]+-\d+)?(?:/work)?/?", "", text)
+    text = _CONTROL.sub("", text)
+    lines = [line[-ERROR_CHARS:] for line in text.splitlines() if line.strip()]
+    text = "\n".join(lines[-ERROR_LINES:])
+    if not _redactor:
+        from harness.mine.secrets import Redactor
+
+        _redactor.append(Redactor())
+    return _redactor[0].redact(text, "stderr.txt")[0][-ERROR_CHARS:]
 
 
 def _interpreter_probe() -> str:
@@ -402,24 +430,58 @@ def _hidden(paths: list[Path]) -> dict[Path, list[Path]]:
     return by_top
 
 
+def _python_paths() -> list[tuple[Path, Path]]:
+    """(host path, path in the sandbox) of what the interpreter runs from: its install dirs
+    (venv and base Python, as named and resolved), the dir of its real executable and any
+    site-packages it imports from outside them; outermost only."""
+    named = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                 sys.base_exec_prefix)}
+    named |= {Path(os.path.realpath(p)) for p in named}
+    named.add(Path(os.path.realpath(sys.executable)).parent)
+    named |= {Path(p) for p in sys.path
+              if Path(p).name in ("site-packages", "dist-packages") and os.path.isdir(p)}
+    outer = sorted(p for p in named if not any(q in p.parents for q in named))
+    return [(Path(os.path.realpath(p)), p) for p in outer]
+
+
 @functools.cache
-def _bwrap_expose() -> tuple[str, ...]:
-    """bwrap args that let nobody reach the interpreter when it lives under a private dir (e.g.
-    pyenv or uv Pythons in /root, mode 0700): a tmpfs hides that dir, the install is bound back."""
+def _bwrap_view() -> tuple[str, ...]:
+    """bwrap args for everything the program sees of the filesystem (on bwrap's empty root,
+    made read-only afterwards by ``--remount-ro /``): ``SYSTEM_PATHS`` and the interpreter's
+    own dirs read-only, the ``EMPTY_DIRS`` empty (0755, so as nobody even a private dir like
+    /root can be traversed to a pyenv Python). Nothing else of the host exists inside."""
     args: list[str] = []
-    for top, paths in _hidden(_installs()).items():
-        args += ["--tmpfs", str(top)]
-        for install in paths:
-            for d in reversed(install.parents):
-                if top in d.parents:
-                    args += ["--perms", "0755", "--dir", str(d)]
-            args += ["--ro-bind", str(install), str(install)]
+    bound: list[Path] = []
+    made: set[Path] = set()
+
+    def parents(path: Path) -> None:  # bwrap would make them 0700: nobody could not traverse
+        for d in reversed(path.parents[:-1]):
+            if d not in made:
+                args.extend(["--perms", "0755", "--dir", str(d)])
+                made.add(d)
+
+    for path in map(Path, SYSTEM_PATHS):
+        if path.is_symlink():
+            parents(path)
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.exists():
+            parents(path)
+            args += ["--ro-bind", str(path), str(path)]
+            bound.append(path)
+    for host, inside in _python_paths():
+        if not any(b == inside or b in inside.parents for b in bound):
+            parents(inside)
+            args += ["--ro-bind", str(host), str(inside)]
+            bound.append(inside)
+    for d in map(Path, EMPTY_DIRS):
+        if d not in made and not any(b == d or b in d.parents for b in bound):
+            args += ["--perms", "0755", "--dir", str(d)]
     return tuple(args)
 
 
 def _mount_script(hidden: dict[Path, list[Path]], base: Path, scratch: int) -> str:
-    """Run as root inside ``unshare --mount``: what ``_bwrap_expose`` does, with util-linux
-    only (each hidden path is bind-mounted aside, its private top covered by a tmpfs, and the
+    """Run as root inside ``unshare --mount``: re-expose an interpreter under a private dir,
+    with util-linux only (each hidden path is bind-mounted aside, its private top covered by a tmpfs, and the
     path moved back onto a fresh mount point), then the scratch tmpfs on ``base``, then
     ``exec "$@"``. The mounts die with the namespace; the host never sees them."""
     q = shlex.quote
