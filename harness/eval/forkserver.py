@@ -230,7 +230,7 @@ class Handshake:
 
     def feed(self):
         chunk = os.read(self.rep_r, 4 * TOKEN)
-        if not chunk:
+        if not chunk or self.spoiled:
             return False
         self.got += chunk
         if self.token is None and self.got == b"E":

@@ -565,7 +565,22 @@ def known_bad_programs(sandbox: Sandbox, port: int) -> list[tuple[str, str, str]
          "import os\nallowed = {'PATH', 'LANG', 'HOME', 'TMPDIR', 'PYTHONHASHSEED', 'PWD'}\n"
          "assert 'OPENAI_API_KEY' in os.environ or set(os.environ) - allowed", "failed"),
         ("big_file", f"with open('big', 'wb') as f:\n    f.write(b'x' * ({big} << 20))", "failed"),
+        # the end of the tests forged without reaching it: a marker from the source, the
+        # handshake answered blindly on every fd
+        ("forged_end_from_source",
+         "import os, re\nfor t in re.findall('[0-9a-f]{32}', open(__file__).read()):\n"
+         "    os.write(1, b'\\n' + t.encode() + b'\\n')\nos._exit(0)\nassert False", "failed"),
+        ("forged_end_on_every_fd",
+         "import os, time\nfds = [int(f) for f in os.listdir('/proc/self/fd') if int(f) > 2]\n"
+         "def each(f):\n    for fd in fds:\n        try:\n            f(fd)\n"
+         "        except OSError:\n            pass\n"
+         "each(lambda fd: os.write(fd, b'E'))\ntime.sleep(0.05)\nanswers = []\n"
+         "each(lambda fd: (os.set_blocking(fd, False), answers.append(os.read(fd, 64))))\n"
+         "each(lambda fd: [os.write(fd, a) for a in answers])\nos._exit(0)\nassert False",
+         "failed"),
     ]
+    if held["host_files_hidden"] and os.access("/etc/passwd", os.R_OK):
+        bad.append(("host_file_read", "open('/etc/passwd').read()", "failed"))
     if held["process_limit"]:
         bad.append(("fork_bomb",
                     "import os, time\npids = []\n"

@@ -320,6 +320,8 @@ def _sleep_arg(name: str) -> str:
 
 @pytest.mark.parametrize("name", list(CORPUS))
 def test_every_hostile_program_fails_and_the_sandbox_keeps_serving(box, host, name):
+    box.run("pass")
+    servers = [s.proc.pid for s in box._servers]
     result = box.run(program(name, host))
     assert result.status == ("timeout" if name in TIMEOUTS else "failed"), result
     # nothing the program reached comes back in the stored error, and it stays small
@@ -331,8 +333,9 @@ def test_every_hostile_program_fails_and_the_sandbox_keeps_serving(box, host, na
         with pytest.raises(BlockingIOError):
             listener.accept()[0].close()
     assert [p for p in [*OUTSIDE, f"/{TAG}.d"] if os.path.exists(p)] == []
-    # the same fork server runs the next program
+    # the same fork server (not a restarted one) runs the next program
     assert box.run("assert sum(range(4)) == 6").passed
+    assert [s.proc.pid for s in box._servers if s.proc and s.proc.poll() is None] == servers
 
 
 def test_the_fork_server_survives_attacks_on_it(box, host):

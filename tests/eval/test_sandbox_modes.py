@@ -50,12 +50,16 @@ def test_each_mode_runs_our_interpreter_and_says_what_it_lacks(box):
 
 
 def test_each_mode_stops_the_known_bad_programs_it_claims_to(box):
+    box.run("pass")
+    servers = [s.proc.pid for s in box._servers]
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         bad = known_bad_programs(box, listener.getsockname()[1])
         got = {name: box.run(program).status for name, program, _ in bad}
     assert got == {name: want for name, _, want in bad}
+    # stopped by the sandbox, not by crashing it: the same fork servers are still serving
+    assert [s.proc.pid for s in box._servers if s.proc and s.proc.poll() is None] == servers
     held = box.guarantees
     assert ("fork_bomb" in got) == held["process_limit"]
     assert ("net_loopback" in got) == held["network_isolated"]
