@@ -16,6 +16,7 @@ Record kinds: commit, pr, review_fix, docstring (instruction → response) and f
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import gc
@@ -255,8 +256,10 @@ def _weigh_classes(records: list[dict], shares: dict, stats: Stats) -> list[dict
 
 
 def _cutoff(dates: list[str], o: dict) -> str | None:
-    """Test = records committed at or after the cutoff: a date, or the newest fraction of the
-    commit dates (sorted) given."""
+    """Test = records committed at or after the cutoff: a date, or the first of the (sorted)
+    dates in the newest `test_fraction` of their time span (by time, not by count: a history
+    busy in its first years would otherwise hold out its last decade), leaving each split at
+    least one record."""
     if o.get("test_cutoff"):
         try:
             when = datetime.fromisoformat(str(o["test_cutoff"]))
@@ -266,8 +269,27 @@ def _cutoff(dates: list[str], o: dict) -> str | None:
         return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
     if len(dates) < 2:
         return None
-    n_test = min(len(dates) - 1, max(1, math.floor(o["test_fraction"] * len(dates))))
-    return dates[-n_test]
+    first, last = datetime.fromisoformat(dates[0]), datetime.fromisoformat(dates[-1])
+    at = (last - (last - first) * float(o["test_fraction"])).isoformat()
+    return dates[min(max(bisect.bisect_left(dates, at), 1), len(dates) - 1)]
+
+
+def _split_report(records: list[dict], cutoff: str | None, o: dict) -> dict:
+    """The split's dates and sizes (change records), with a warning when one side is empty or
+    tiny (under 5% of the records, or under 10 of them)."""
+    sides = {s: sorted(r["committed_at"] for r in records if r["split"] == s and r["kind"] in CHANGE_KINDS)
+             for s in ("train", "test")}
+    out = {"cutoff": cutoff, "by": "date" if o.get("test_cutoff") else f"newest {o['test_fraction']} of the time span",
+           **{s: {"records": len(d), "from": d[0] if d else None, "to": d[-1] if d else None}
+              for s, d in sides.items()}}
+    total = sum(len(d) for d in sides.values())
+    small = [s for s, d in sides.items() if len(d) < max(10, 0.05 * total)]
+    if small and total:
+        out["warning"] = (f"the {' and '.join(small)} split holds {', '.join(str(len(sides[s])) for s in small)} "
+                          f"of {total} change records (cutoff {cutoff}). Fix: set data.mine.test_cutoff to a date, "
+                          "or data.mine.test_fraction to another share of the history's time span.")
+        log.warning("%s", out["warning"])
+    return out
 
 
 def _fim_commit(mainline: list[str], date_of: dict[str, str], cutoff: str | None) -> str:
@@ -310,13 +332,11 @@ def _guess_cutoff(done: dict[str, dict], date_of: dict[str, str], o: dict) -> st
     their kept commit records, and the share kept extrapolated to all commits (`date_of`)."""
     if o.get("test_cutoff"):
         return _cutoff([], o)
-    kept = sorted(r["committed_at"] for r in done.values()
-                  if r["kind"] == "commit" and not r["drop"] and r["records"])
-    n = round(len(kept) * len(date_of) / max(1, len(done)))
-    n_test = min(n - 1, max(1, math.floor(o["test_fraction"] * n)))
-    if 0 < n_test <= len(kept):
-        return kept[-n_test]
-    return _cutoff(sorted(date_of.values()), o)  # too few kept so far: the whole history's
+    # the time span of the kept records is close to the whole history's; the newest batches
+    # tell whether records reach the newest commits
+    kept = [r["committed_at"] for r in done.values() if r["kind"] == "commit" and not r["drop"] and r["records"]]
+    dates = sorted(date_of.values())
+    return _cutoff([d for d in dates if d <= max(kept)] if kept else dates, o)
 
 
 def _prefetch(workers: _Workers, repo: Path, mainline: list[str], date_of: dict[str, str],
@@ -545,6 +565,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         )
     # records written with a redacted secret, per secret type
     secrets = Counter(kind for r in [*records, *negatives] for kind in r["redactions"])
+    split = _split_report(records, cutoff, o)
     records.sort(key=lambda r: (r["split"], r["committed_at"], r["kind"], r["id"]))
     count = Counter((r["kind"], r["split"]) for r in records)
     files_dropped = dict(stats.sources.pop("files", {"dropped": {}})["dropped"])
@@ -555,7 +576,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "files_dropped": files_dropped, "secrets_redacted": dict(secrets),
         "decontaminated": dict(contamination), "negatives": len(negatives),
         "cache": {"commits_reused": reused, "commits_mined": len(shas) - reused},
-        "github": gh_info or None,
+        "github": gh_info or None, "split": split,
         "kept": {f"{k}/{s}": n for (k, s), n in sorted(count.items())},
     }
     write_jsonl(out / "records.jsonl", (encoded.get(r["id"]) or _public(r) for r in records))
