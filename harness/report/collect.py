@@ -98,7 +98,8 @@ def pass_rates(metrics: dict, task: str, confidence: float) -> dict:
 
 def judge(metrics: dict, scores: dict[str, list[dict] | None]) -> dict | None:
     """Per criterion, base vs candidate: mean, logprob-weighted mean, parse failures and the
-    distribution of scores; pairwise win/tie/loss when the judge compared them."""
+    distribution of scores; pairwise win/tie/loss when the judge compared them; the judge's
+    measured reliability and the correlation of its scores with response length."""
     j = metrics.get("judge")
     if not j:
         return None
@@ -111,8 +112,13 @@ def judge(metrics: dict, scores: dict[str, list[dict] | None]) -> dict | None:
             criteria.setdefault(name, {})[label] = {
                 **{k: summary.get(k) for k in ("n", "mean", "weighted_mean", "parse_failure_rate")},
                 "distribution": dict(sorted(dist.items()))}
+    rel = j.get("reliability") or {}
     return {"criteria": criteria, "pairwise": (j.get("pairwise") or {}).get("criteria"),
-            "usage": j.get("usage"), "rubric": j.get("rubric"), "settings": j.get("settings")}
+            "usage": j.get("usage"), "rubric": j.get("rubric"), "settings": j.get("settings"),
+            "reliability": rel.get("criteria"),
+            "reliability_totals": {k: rel.get(k) for k in ("judgements", "cached", "cost_usd",
+                                                           "parse_failure_rate")} if rel else None,
+            "length_bias": j.get("length_bias")}
 
 
 def _lora(manifest: dict) -> dict | None:

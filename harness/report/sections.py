@@ -28,9 +28,22 @@ def _figure(name: str, png: bytes | None, caption: str) -> Figure | None:
     return Figure(name, png, caption) if png else None
 
 
+def judge_caveat(ev: dict) -> list:
+    """First lines of the report when the judge graded itself: the offline default judges with
+    the base model, the model under test (the candidate is that model plus an adapter)."""
+    settings = (ev.get("judge") or {}).get("settings") or {}
+    if not settings.get("judge_is_model_under_test"):
+        return []
+    return [Para("**The LLM judge is the model under test** (the base model, served on loopback: "
+                 "the offline default). It graded its own answers and its fine-tuned version's, "
+                 "so expect self-preference and weak judgements; see its measured reliability in "
+                 "the judge section, and use a stronger independent judge (`judge=openai` or a "
+                 "judge.base_url) for decisions.")]
+
+
 def summary(ev: dict) -> list:
     v = ev["verdict"]
-    out = [Para(f"Gate decision: **{v['decision'].upper()}**. Thresholds sha256 "
+    out = [*judge_caveat(ev), Para(f"Gate decision: **{v['decision'].upper()}**. Thresholds sha256 "
                 f"`{str(v.get('thresholds_sha256'))[:16]}…`, frozen at "
                 f"{v.get('thresholds_frozen_at', 'n/a')}, before eval.")]
     if v.get("thresholds_changed_after_eval"):
@@ -38,6 +51,12 @@ def summary(ev: dict) -> list:
                         "no-deploy.**"))
     if v.get("reasons"):
         out.append(Bullets([str(r) for r in v["reasons"]]))
+    doubted = [c for c in v.get("checks") or [] if "status_if_reliable" in c]
+    if doubted:
+        out.append(Para("**The judge was unreliable on this run's known answers**, so these "
+                        "judge-based checks could neither pass nor fail: " + ", ".join(
+                            f"{c['name']} (its scores alone: {c['status_if_reliable']})"
+                            for c in doubted) + "."))
     return out
 
 
@@ -136,6 +155,7 @@ def judge(ev: dict) -> list:
                      c.get("parse_failure_rate")])
     out += [Table(["criterion", "answers", "base mean", "candidate mean", "base weighted",
                    "candidate weighted", "base parse failures", "candidate parse failures"], rows),
+            *judge_reliability(ev),
             _figure("judge_scores", plots.judge_scores(j["criteria"]),
                     "Distribution of the judge's 1-5 scores per criterion")]
     pw = j.get("pairwise")
@@ -149,6 +169,50 @@ def judge(ev: dict) -> list:
                     p.get("first_position_rate")] for n, p in sorted(pw.items())]),
             _figure("judge_pairwise", plots.pairwise(pw),
                     "Candidate vs base: a win or loss must hold in both orders, else it is a tie")]
+    return out
+
+
+def judge_reliability(ev: dict) -> list:
+    """The judge's measured reliability beside its scores: the figures per criterion, whether
+    the gate counted its checks, the declared thresholds, and a length-bias warning."""
+    j, verdict = ev["judge"], ev["verdict"]
+    rel, lengths = j.get("reliability"), j.get("length_bias") or {}
+    thresholds = verdict.get("judge_reliability") or {}
+    out: list = [Heading("How far the judge can be trusted", 3)]
+    if not rel:
+        return [*out, Para("**Not measured** (judge.reliability.enabled is off): "
+                           + ("the gate treats every judge-based check as inconclusive."
+                              if thresholds else "nothing vouches for the scores above."))]
+    counted = {c["metric"].partition(".")[2]: c for c in verdict.get("checks") or []
+               if "judge_reliability" in c}
+    rows = []
+    for name, r in sorted(rel.items()):
+        check = counted.get(name)
+        rows.append([name, r.get("pairs"), r.get("accuracy"), r.get("pairwise_accuracy"),
+                     r.get("position_consistency"), r.get("first_position_rate"),
+                     r.get("self_tie_rate"), (lengths.get(name) or {}).get("spearman"),
+                     "no check" if check is None else
+                     "reliable" if check["judge_reliability"]["reliable"] else "**unreliable**"])
+    out += [Para("Measured on this run's held-out items: the team's real change against spoiled "
+                 "copies (lines shuffled, another request's change, truncated, the request "
+                 "ignored) graded absolutely (accuracy) and compared in both orders (pairwise "
+                 "accuracy, position consistency, first-position rate: 0.5 is unbiased); the "
+                 "candidate's answer against itself should be a tie (rates from 0 to 1)."),
+            Table(["criterion", "known-answer pairs", "accuracy", "pairwise accuracy",
+                   "position consistency", "first-position rate", "self-tie rate",
+                   "length rho", "gate"], rows)]
+    if thresholds:
+        out.append(Para("Declared (conf/gate `judge_reliability`, frozen before eval): " + ", ".join(
+            f"{k} {v:g}" for k, v in thresholds.items() if v is not None) + ". Below any of "
+            "them a judge-based check is inconclusive: judge unreliable."))
+    most = thresholds.get("max_length_correlation")
+    biased = [(n, b["spearman"]) for n, b in sorted(lengths.items())
+              if b.get("spearman") is not None and most is not None and abs(b["spearman"]) > most]
+    if biased:
+        out.append(Para("**Warning: length bias.** The judge's scores follow response length ("
+                        + ", ".join(f"{n}: Spearman rho {rho:.2f}" for n, rho in biased)
+                        + f"; |rho| > {most:g}): longer answers may be scored up for length "
+                          "alone."))
     return out
 
 

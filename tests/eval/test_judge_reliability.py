@@ -41,15 +41,20 @@ def test_spoilings_differ_from_the_real_change_and_are_left_out_when_they_cannot
     assert set(lone["x"]) == {"truncated", "ignored"}
 
 
-def judged_run(tmp_path: Path, script, pairwise: bool = True):
-    """run_judge against a scripted judge on a one-criterion rubric, then the gate stage over
-    its results, with the gate's judge check as its only check."""
+def one_criterion(tmp_path: Path) -> Path:
+    """The project's rubric with convention_adherence (the gate's judge check) only."""
     rubric = yaml.safe_load(RUBRIC.read_text())
     rubric["criteria"] = [c for c in rubric["criteria"] if c["name"] == "convention_adherence"]
     (tmp_path / "rubric.yaml").write_text(yaml.safe_dump(rubric))
+    return tmp_path / "rubric.yaml"
+
+
+def judged_run(tmp_path: Path, script, pairwise: bool = True):
+    """run_judge against a scripted judge on a one-criterion rubric, then the gate stage over
+    its results, with the gate's judge check as its only check."""
     cfg = make_cfg(tmp_path / "run", cache_dir=tmp_path / "cache", overrides=[
         "judge.base_url=http://placeholder", "judge.model=fake", "judge.output=json",
-        "judge.max_tokens=50", "judge.max_concurrency=8", f"judge.rubric={tmp_path}/rubric.yaml",
+        "judge.max_tokens=50", "judge.max_concurrency=8", f"judge.rubric={one_criterion(tmp_path)}",
         f"judge.pairwise={str(pairwise).lower()}",
         "~gate.checks.humaneval", "~gate.checks.mbpp", "~gate.checks.fim"])
     freeze_thresholds(cfg)  # as eval does, before any judgement
@@ -136,3 +141,46 @@ def test_bad_reliability_settings_are_refused_before_any_call(tmp_path, override
         with pytest.raises(HarnessError, match=message):
             run_judge(cfg, tmp_path / "out", "unused", ITEMS, ANSWERS)
     assert server.requests == []
+
+
+def report_of(run_dir: Path) -> str:
+    from harness.report.collect import collect
+    from harness.report.document import to_markdown
+    from harness.report.sections import build
+
+    return to_markdown(build(collect(run_dir, "test", {})))
+
+
+def test_the_report_shows_reliability_beside_the_scores_and_warns_of_length_bias(tmp_path):
+    judged_run(tmp_path, position_biased_judge)
+    md = report_of(tmp_path / "run")
+    section = md[md.index("## LLM judge"):]
+    assert section.index("| criterion | answers |") < section.index("### How far the judge")
+    row = next(line for line in section.splitlines() if line.startswith("| convention_adherence | 20 |"))
+    assert row.startswith("| convention_adherence | 20 | 1.000 | 0.000 | 0.000 | 1.000 | 0.000 | 1.000 |")
+    assert row.endswith("| **unreliable** |")
+    assert "min_accuracy 0.75" in section and "inconclusive: judge unreliable" in section
+    # the candidate's answers (GOOD, longer) score higher: a strong length correlation
+    assert "**Warning: length bias.**" in section and "convention_adherence: Spearman rho 1.00" in section
+    assert "model under test" not in md  # a separate judge: no such caveat
+    summary = md[:md.index("## Gate")]
+    assert ("**The judge was unreliable on this run's known answers**, so these judge-based "
+            "checks could neither pass nor fail: convention_adherence (its scores alone: pass).") in summary
+
+
+def test_the_offline_default_judge_says_in_the_first_lines_that_it_is_the_model_under_test(
+        tmp_path, tiny_model):
+    cfg = make_cfg(tmp_path / "run", cache_dir=tmp_path / "cache", overrides=[
+        "judge.pairwise=false", "judge.reliability.pairwise=false",
+        f"judge.rubric={one_criterion(tmp_path)}",
+        "~gate.checks.humaneval", "~gate.checks.mbpp", "~gate.checks.fim"])
+    assert cfg.judge.base_url is None  # the offline default: a loopback serve over the base model
+    freeze_thresholds(cfg)
+    out = tmp_path / "run" / "eval"
+    summary = run_judge(cfg, out, tiny_model, ITEMS[:2], {k: v[:2] for k, v in ANSWERS.items()})
+    assert summary["settings"]["judge_is_model_under_test"] is True
+    atomic_write_json(out / "metrics.json", {"judge": summary})
+    atomic_write_json(out / "stage.json", {"fingerprint": "eval-fp", "summary": {}})
+    run_stage(cfg, "gate")
+    first = report_of(tmp_path / "run").split("\n\n")[1]  # the paragraph under the title
+    assert first.startswith("**The LLM judge is the model under test**")

@@ -116,6 +116,12 @@ def make_run(root: Path, name: str, quality: int = 2, judge: bool = True, pairwi
                                 settings={"model": "base", "output": "choice"},
                                 usage={"calls": 72, "cached_calls": 0, "prompt_tokens": 7200,
                                        "completion_tokens": 72, "spent_usd": 0.0})
+        # what eval measures of a judge that meets conf/gate's judge_reliability thresholds
+        metrics["judge"]["reliability"] = {"criteria": {c: {
+            "pairs": 24, "accuracy": 0.95, "pairwise_accuracy": 0.9, "position_consistency": 0.9,
+            "first_position_rate": 0.5, "self_tie_rate": 0.8, "self_pairs": ITEMS}
+            for c in CRITERIA}}
+        metrics["judge"]["length_bias"] = {c: {"spearman": 0.1, "n": 2 * ITEMS} for c in CRITERIA}
         if pairwise:
             outcomes = ("win", "tie", "loss", "win")
             pairs = [{"task": "judge_pairwise", "item_id": f"c{i}", "criterion": c,
