@@ -77,7 +77,7 @@ resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 ME, SCRATCH, PATH, TAIL, TOKEN = os.getpid(), sys.argv[1], os.environ["PATH"], 8192, 16
 LIMITS = (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC)
 # what the child's epilogue uses, bound before any program can patch the modules they live in
-_exit, _write, _read, _close = os._exit, os.write, os.read, os.close
+_exit, _write, _read, _close, _blocking = os._exit, os.write, os.read, os.close, os.set_blocking
 EXCEPTHOOK, STDERR = sys.__excepthook__, sys.stderr
 
 
@@ -165,6 +165,7 @@ def run_child(work, limits, rep_w, ans_r):
             pass
         stop(1)
     try:
+        _blocking(ans_r, True)  # a program may have made every fd non-blocking
         _write(rep_w, b"E")
         _write(rep_w, _read(ans_r, 2 * TOKEN))
     except BaseException:

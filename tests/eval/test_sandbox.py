@@ -53,6 +53,30 @@ def test_exiting_early_with_status_zero_is_a_failure(sandbox):
     assert sandbox.run("print('x', end='')" + tests.replace("2", "1")).passed
 
 
+def test_only_a_program_that_runs_to_its_end_passes(sandbox):
+    """The end of the tests is seen by the fork server, not printed: a marker read from the
+    source, threads and atexit handlers after a failure, exit(0) from the excepthook all fail;
+    threads, atexit and fiddling with fds after the tests passed do not spoil a pass."""
+    forged = {
+        "marker_from_source": "import os, re\nfor t in re.findall('[0-9a-f]{32}', open(__file__)"
+                              ".read()):\n    os.write(1, f'\\n{t}\\n'.encode())\nos._exit(0)\nassert False",
+        "thread_after_failure": "import os, threading, time\n"
+                                "threading.Thread(target=lambda: (time.sleep(0.3), os._exit(0)))"
+                                ".start()\nassert False",
+        "atexit_after_failure": "import atexit, os\natexit.register(os._exit, 0)\nassert False",
+        "excepthook": "import os, sys\nsys.excepthook = lambda *e: os._exit(0)\nassert False",
+    }
+    assert {k: sandbox.run(v).status for k, v in forged.items()} == dict.fromkeys(forged, "failed")
+    fine = ("import atexit, os, threading\n"
+            "for fd in os.listdir('/proc/self/fd'):\n"
+            "    try:\n        os.set_blocking(int(fd), False)\n    except OSError:\n        pass\n"
+            "threading.Thread(target=lambda: None).start()\natexit.register(print, 'bye')\n"
+            "assert sum(range(5)) == 10")
+    assert sandbox.run(fine).passed
+    late = sandbox.run("import atexit, os\natexit.register(os._exit, 3)\nassert True")
+    assert late.status == "failed" and "exit code 3" in late.error  # as `python main.py` would
+
+
 def test_timeout_kills_the_whole_process_tree(quick):
     tag = f"{time.time_ns() % 10**6}.123"  # unique sleep argument to find the grandchild
     program = (f"import subprocess, time\nsubprocess.Popen(['sleep', '{tag}'])\n"
