@@ -1,7 +1,6 @@
-"""Turn a surviving commit's files into training records (instruction → response).
+"""The parts of a record: ids, hunks, messages as requests, and `build` for review fixes and
+API pull requests (commit and PR pairs from git are made by pairs.py).
 
-- `commit`: the message → the unified diff, with the code before the change around each hunk
-  added to the instruction when the whole example fits the model's context (`fit_tokens`).
 - `pr`: the pull request's title and description → the change it merged.
 - `review_fix`: the reviewer's request and the code before → the corrected code (git-only
   signals here: "Apply suggestion(s) from code review" and `fixup!` commits).
@@ -15,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.mine import messages
-from harness.mine.secrets import may_hold_secret
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 def author_id(email: str) -> str:
@@ -161,29 +159,6 @@ def instruction_for(kind: str, source: str, message: str, target: str | None) ->
         return "Apply the reviewer's suggestion from code review." + (
             f"\n\n{body.strip()}" if body.strip() else "")
     return msg
-
-
-def before_may_fit(kind: str, source: str, message: str, target: str | None, files: list[FileDiff],
-                   fit_chars: int, context_lines: int) -> bool:
-    """Whether `build` may show code before the change, decided from the diff alone, so that
-    old files are read only for records with room for it (on bench/bench_mine.py's history, 81%
-    of the records with some room had too little). `code_before` shows nothing unless its first
-    window fits, and that window holds at least the old side of the first hunk of the first
-    file with an old version, which redaction leaves as it is when no line of it may hold a
-    secret (short of a private key block of short lines around it, which PEM does not make)."""
-    if kind == "review_fix" or context_lines <= 0:
-        return False
-    first = next((f for f in files if f.old_path and f.old_blob), None)
-    budget = fit_chars - len(instruction_for(kind, source, message, target)) - len(unified_diff(files)) - 40
-    spans = old_spans(first.diff) if first else []
-    if budget <= 0 or not spans:
-        return False
-    hunk = first.diff.split("\n@@ ", 1)[0].split("\n")[1:]  # the first hunk's lines
-    old = "\n".join(line[1:] for line in hunk if line[:1] in (" ", "-"))
-    if may_hold_secret(old):
-        return True
-    lo = max(1, spans[0][0] - context_lines)
-    return len(f"--- {first.old_path} (lines {lo}-0)\n{old}\n") <= budget
 
 
 def build(kind: str, source: str, message: str, target: str | None, files: list[FileDiff],

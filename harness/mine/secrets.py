@@ -26,15 +26,101 @@ import re
 import string
 from functools import lru_cache
 
-# What detect-secrets 1.5 misses: fine-grained GitHub tokens, PyPI tokens that are not the
-# pypi.org/test.pypi.org macaroon prefix, and the body of a PEM private key (it flags only
-# the BEGIN line, which would leave the key itself in the text).
+# What detect-secrets 1.5 misses or cuts short: current token formats (OpenAI project keys,
+# Anthropic, Hugging Face, GitLab, Stripe restricted keys, Google, Azure, fine-grained GitHub),
+# a JWT's signature (it flags only the header), the body of a PEM private key (it flags only
+# the BEGIN line), passwords in URLs and connection strings. Each rule is (needles, regex):
+# the regex runs only on a text holding one of its needles (plain substring searches, in C);
+# the whole match is the secret, or its `s` group when it has one.
 RULES = {
-    "github-fine-grained-token": re.compile(r"github_pat_[A-Za-z0-9_]{30,}"),
-    "pypi-token": re.compile(r"pypi-[A-Za-z0-9_\-]{40,}"),
-    "private-key": re.compile(r"-----BEGIN[A-Z ]* PRIVATE KEY( BLOCK)?-----[\s\S]*?"
-                              r"(?:-----END[A-Z ]* PRIVATE KEY( BLOCK)?-----|\Z)"),
+    "private-key": (("PRIVATE KEY",), re.compile(
+        r"-----BEGIN[A-Z ]* PRIVATE KEY( BLOCK)?-----[\s\S]*?(?:-----END[A-Z ]* PRIVATE KEY( BLOCK)?-----|\Z)")),
+    "anthropic-api-key": (("sk-ant-",), re.compile(r"sk-ant-[a-z0-9]+-[A-Za-z0-9_\-]{32,}")),
+    "openai-api-key": (("sk-",), re.compile(
+        r"\bsk-(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]{20,}|\bsk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}"
+        r"|\bsk-[A-Za-z0-9]{48}\b")),
+    "huggingface-token": (("hf_",), re.compile(r"\bhf_[A-Za-z0-9]{30,}")),
+    "github-token": (("ghp_", "gho_", "ghu_", "ghs_", "ghr_"), re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}")),
+    "github-fine-grained-token": (("github_pat_",), re.compile(r"github_pat_[A-Za-z0-9_]{30,}")),
+    "gitlab-token": (("gl",), re.compile(
+        r"\bgl(?:pat|dt|rt|ptt|cbt|oas|soat|ft|imt|agent)-[A-Za-z0-9_\-]{20,}")),
+    "slack-token": (("xox",), re.compile(r"\bxox[abposre]-[A-Za-z0-9\-]{10,}")),
+    "slack-webhook": (("hooks.slack.com",), re.compile(
+        r"https://hooks\.slack\.com/(?:services|workflows)/[A-Za-z0-9/_\-]{20,}")),
+    "stripe-key": (("_live_", "_test_", "whsec_"), re.compile(
+        r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{20,}|\bwhsec_[A-Za-z0-9]{24,}")),  # pk_: public
+    "google-api-key": (("AIza",), re.compile(r"\bAIza[0-9A-Za-z_\-]{35}")),
+    "google-oauth-secret": (("GOCSPX-",), re.compile(r"\bGOCSPX-[A-Za-z0-9_\-]{28}")),
+    "aws-access-key": (("AKIA", "ASIA", "ABIA", "ACCA"), re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b")),
+    "aws-secret-key": (("ecret",), re.compile(
+        r"(?i)aws_?secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?(?P<s>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])")),
+    "azure-storage-key": (("AccountKey=",), re.compile(r"AccountKey=(?P<s>[A-Za-z0-9+/=]{80,90})")),
+    "azure-sas-token": (("sig=",), re.compile(r"[?&]sig=(?P<s>[A-Za-z0-9%+/=]{30,})")),
+    "azure-client-secret": (("8Q~",), re.compile(r"\b[A-Za-z0-9_~.\-]{3}8Q~[A-Za-z0-9_~.\-]{31,34}")),
+    "json-web-token": (("eyJ",), re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}")),
+    "pypi-token": (("pypi-",), re.compile(r"pypi-[A-Za-z0-9_\-]{40,}")),
+    "url-password": (("://",), re.compile(
+        r"\b[a-z][a-z0-9+.\-]*://(?P<u>[^\s:/@'\"{}$<>]+):(?P<s>[^\s:/@'\"{}$<>]+)@")),
+    "connection-string-password": (("assword=", "ASSWORD=", "wd=", "WD="), re.compile(
+        r"(?i)\b(?:password|pwd)\s*=\s*(?P<s>[^;\"'\s{}$()<>,\[\]]{3,})(?=;)")),
 }
+# What a URL or a connection string holds where a password goes when it is not one
+_NOT_A_PASSWORD = re.compile(r"(?i)^(x-oauth-basic|x-access-token|password|passwd|pass|pwd|secret|"
+                             r"changeme|x+|\*+|\.+|<[^>]*>|%\(\w+\)s|\$\w+|\$\{[^}]*\})$")
+_CHECKSUM = re.compile(r"(?i)sha\d*|md5|hash|checksum|digest|integrity|commit|revision|\brev\b")
+EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?P<d>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b")
+_NOT_PERSONAL = re.compile(r"(?i)^(git|noreply|no-reply|donotreply|do-not-reply|support|info|security|admin|"
+                           r"team|help|contact|webmaster|postmaster|abuse|sales|hello|bot)@|"
+                           r"@(example\.(com|org|net)|[\w.-]*\.example|localhost|test|invalid)$")
+EMAIL_PLACEHOLDER = "<email>"
+
+
+def _rule_sub(kind: str, rx: re.Pattern, text: str) -> tuple[str, int]:
+    """Replace each finding of one rule (its `s` group when it has one); placeholder values of
+    a URL or a connection string (templates, "x-oauth-basic") are code, not secrets."""
+    n = 0
+
+    def repl(m: re.Match) -> str:
+        nonlocal n
+        if "s" not in rx.groupindex:
+            n += 1
+            return placeholder(kind)
+        if _NOT_A_PASSWORD.match(m.group("s")) or m.group("s").startswith("<secret:"):
+            return m.group(0)
+        n += 1
+        start, end = m.span("s")
+        return m.group(0)[:start - m.start()] + placeholder(kind) + m.group(0)[end - m.start():]
+    return rx.sub(repl, text), n
+
+
+def redact_emails(text: str) -> tuple[str, int]:
+    """Personal e-mail addresses → `<email>` (role and example addresses stay)."""
+    if "@" not in text:
+        return text, 0
+    n = 0
+
+    def repl(m: re.Match) -> str:
+        nonlocal n
+        line = m.string[m.string.rfind("\n", 0, m.start()) + 1:m.start()]
+        if _NOT_PERSONAL.search(m.group(0)) or re.search(r"://\S*$", line):  # a URL's user@host
+            return m.group(0)
+        n += 1
+        return EMAIL_PLACEHOLDER
+    return EMAIL.sub(repl, text), n
+
+
+def _false_positive(kind: str, line: str, value: str) -> bool:
+    """detect-secrets findings that are code: a URL whose credentials are a template or a
+    placeholder, a hex digest on a line about checksums (public by design)."""
+    if kind == "Basic Auth Credentials":
+        m = re.search(r"://([^\s:/@]*):([^\s:/@]*)@", line)
+        return bool(m and ("{" in m.group(1) or "$" in m.group(1) or _NOT_A_PASSWORD.match(m.group(2))
+                           or m.group(2).startswith("<secret:")))
+    if kind == "Hex High Entropy String":
+        return len(value) in (32, 40, 56, 64, 96, 128) and bool(_CHECKSUM.search(line))
+    return False
+
+
 _B64_CHARS = string.ascii_letters + string.digits + "+/\\-_="
 TRIGGER = re.compile(
     r"[A-Za-z0-9+/=_\-]{20,}|://|\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}"
@@ -85,12 +171,6 @@ def _gate(text: str) -> list[int]:
         if not lines or lines[-1] != line:
             lines.append(line)
     return lines
-
-
-def may_hold_secret(text: str) -> bool:
-    """False only if `Redactor.redact` returns `text` unchanged: no line of it passes the first
-    gate, which every rule and plugin needs."""
-    return bool(_gate(text))
 
 
 def placeholder(kind: str) -> str:
@@ -176,16 +256,20 @@ class Redactor:
         if not text:
             return text, []
         found: list[str] = []
-        for kind, rule in RULES.items():
-            if rule.search(text):  # each rule starts with a literal: a fast scan
-                text, n = rule.subn(placeholder(kind), text)
+        for kind, (needles, rule) in RULES.items():
+            if any(n in text for n in needles):
+                text, n = _rule_sub(kind, rule, text)
                 found += [kind] * n
+        text, n = redact_emails(text)
+        found += ["email"] * n
         hits = self._candidates(text)
         if hits:
             lines = text.split("\n")
             classes = plugins()[2]
             for idx, kind, value in self._scan([lines[i] for i in hits], filename):
                 i, cls = hits[idx], classes.get(kind)
+                if _false_positive(kind, lines[i], value):
+                    continue
                 if getattr(cls, "denylist", None):
                     # a regex plugin's reported value may be a capture group (GitHub: "ghp"):
                     # redact its patterns' whole matches

@@ -104,7 +104,9 @@ def test_each_kind_is_replaced_by_its_typed_placeholder():
 
 def test_ordinary_code_is_left_alone():
     code = Path(json.__file__).read_text()
-    assert Redactor().redact(code, "json/__init__.py") == (code, [])
+    out, found = Redactor().redact(code, "json/__init__.py")
+    # its author's e-mail address aside (a person's, replaced), every byte stays
+    assert found == ["email"] and out == code.replace("bob@redivi.com", "<email>")
 
 
 def test_the_line_gates_flag_everything_detect_secrets_flags(tmp_path):
@@ -139,3 +141,80 @@ def test_the_gates_were_checked_against_this_detect_secrets_plugin_set():
 @pytest.mark.parametrize("text", ["", "no secrets here\n", "\n\n"])
 def test_empty_and_clean_text_round_trips(text):
     assert Redactor().redact(text) == (text, [])
+
+
+def current_formats() -> dict[str, str]:
+    """Fresh fake credentials in today's formats (new on every run), by the type they are
+    reported as."""
+    return {
+        "openai-api-key": "sk-proj-" + _rand(74, string.ascii_letters + string.digits + "_-"),
+        "anthropic-api-key": "sk-ant-api03-" + _rand(93, string.ascii_letters + string.digits + "_-"),
+        "huggingface-token": "hf_" + _rand(34, string.ascii_letters),
+        "github-token": "ghs_" + _rand(36),
+        "gitlab-token": "glpat-" + _rand(20, string.ascii_letters + string.digits + "_-"),
+        "slack-token": "xoxp-" + _rand(12, string.digits) + "-" + _rand(12, string.digits) + "-" + _rand(32),
+        "slack-webhook": "https://hooks.slack.com/services/T" + _rand(10, string.ascii_uppercase) + "/B"
+                         + _rand(10, string.ascii_uppercase) + "/" + _rand(24),
+        "stripe-key": "rk_live_" + _rand(40),
+        "google-api-key": "AIza" + _rand(35, string.ascii_letters + string.digits + "_-"),
+        "google-oauth-secret": "GOCSPX-" + _rand(28),
+        "aws-access-key": "ASIA" + _rand(16, string.ascii_uppercase + string.digits),
+        "aws-secret-key": _rand(40, string.ascii_letters + string.digits + "/+"),
+        "azure-storage-key": _rand(86, string.ascii_letters + string.digits + "+/") + "==",
+        "azure-client-secret": _rand(3) + "8Q~" + _rand(34, string.ascii_letters + string.digits + "_~.-"),
+        "json-web-token": "eyJhbGciOiJIUzI1NiJ9.eyJ" + _rand(40) + "." + _rand(43, string.ascii_letters + "_-"),
+        "url-password": _rand(14),
+        "connection-string-password": _rand(12),
+    }
+
+
+def current_module(s: dict[str, str]) -> str:
+    return (
+        f'OPENAI = "{s["openai-api-key"]}"\nANTHROPIC_API_KEY = "{s["anthropic-api-key"]}"\n'
+        f'hub.login("{s["huggingface-token"]}")\nGH = "{s["github-token"]}"\nGL = "{s["gitlab-token"]}"\n'
+        f'SLACK = "{s["slack-token"]}"\nHOOK = "{s["slack-webhook"]}"\nstripe.api_key = "{s["stripe-key"]}"\n'
+        f'MAPS = "{s["google-api-key"]}"\nCLIENT_SECRET = "{s["google-oauth-secret"]}"\n'
+        f'AWS_ACCESS_KEY_ID = "{s["aws-access-key"]}"\naws_secret_access_key = "{s["aws-secret-key"]}"\n'
+        f'AZ = "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey={s["azure-storage-key"]};'
+        'EndpointSuffix=core.windows.net"\n'
+        f'AZURE_CLIENT_SECRET = "{s["azure-client-secret"]}"\n'
+        f'headers = {{"Authorization": "Bearer {s["json-web-token"]}"}}\n'
+        f'DB = "postgresql://app:{s["url-password"]}@db.internal:5432/app"\n'
+        f'MSSQL = "Server=tcp:db;Database=app;User Id=app;Password={s["connection-string-password"]};"\n'
+    )
+
+
+def test_every_current_token_format_is_redacted_whole_by_its_type():
+    s = current_formats()
+    text, found = Redactor().redact(current_module(s), "settings.py")
+    for kind, value in s.items():
+        assert value not in text, f"{kind} survived"
+        assert f"<secret:{kind}>" in text, kind
+    assert set(found) >= set(s)
+    # the JWT is gone whole (no signature left after the placeholder), the URL keeps its shape
+    assert '"Bearer <secret:json-web-token>"' in text
+    assert "postgresql://app:<secret:url-password>@db.internal:5432/app" in text
+    assert "Password=<secret:connection-string-password>;" in text
+
+
+@pytest.mark.parametrize("code", [
+    'url = f"https://{token}:x-oauth-basic@github.com/{org}/{repo}.git"',
+    'url = "https://%(user)s:%(password)s@%(host)s/"',
+    'DSN = "postgresql://${DB_USER}:${DB_PASSWORD}@localhost/app"',
+    'PIP_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"',
+    'commit = "9fceb02d0ae598e95dc970b74767f19372d61af8"  # the fixed revision',
+    'conn = connect(password=settings.DB_PASSWORD, host=host)',
+])
+def test_templates_placeholders_and_public_checksums_stay_code(code):
+    assert Redactor().redact(code, "x.py") == (code, [])
+
+
+def test_personal_email_addresses_are_replaced_role_and_example_ones_stay():
+    text = ('__author__ = "Kenneth Reitz <me@kennethreitz.org>"\n# report to ann.lee+bugs@corp.co.uk\n'
+            'EXAMPLE = "someone@example.com"\nREMOTE = "git@github.com:psf/requests.git"\n'
+            'SUPPORT = "security@python.org"\n')
+    out, found = Redactor().redact(text, "x.py")
+    assert out == ('__author__ = "Kenneth Reitz <<email>>"\n# report to <email>\n'
+                   'EXAMPLE = "someone@example.com"\nREMOTE = "git@github.com:psf/requests.git"\n'
+                   'SUPPORT = "security@python.org"\n')
+    assert found == ["email", "email"]
