@@ -31,6 +31,7 @@ deploy:
   registry                                what is live, and the history
   merge     merge a run's adapter into its base model → runs/<run>/merged/
   merge-adapters   combine adapters into a new candidate run (registry.merge.*)
+  export    GGUF (f16/q8_0/q4_0) + Ollama Modelfile + vLLM dir, verified → runs/<run>/export/
   serve     OpenAI-compatible server over the base model + adapters
 
 tools:
@@ -49,6 +50,7 @@ TOOLS = {
     "registry": "harness.registry.commands:status",
     "merge": "harness.train.merge:merge",
     "merge-adapters": "harness.registry.merge:merge_adapters",
+    "export": "harness.export.command:export",
     "serve": "harness.serve.cli:serve",
     "score-generations": "harness.eval.bigcode:score_file",
     "build-tiny": "harness.models.tiny:build_from_cfg",

@@ -1,0 +1,319 @@
+"""`harness export`: hand the candidate to the engines people run.
+
+From a run (`run_name=R`, its adapter merged by `harness merge`) or the registry's live
+version (`export.source=registry`), write into `<run_dir>/export/`:
+
+    merged/            the merged Hugging Face model for vLLM, with README.md (`vllm serve …`)
+    gguf/<name>-<type>.gguf   one file per `export.types` (f16, q8_0, q4_0)
+    gguf/Modelfile     for `ollama create`, FROM the `export.ollama.type` file
+    manifest.json      checksums of every file, the verification of each GGUF against the
+                       merged model, and the held-out mini-eval
+
+The work happens in `export.partial/`, renamed into place at the end; a rerun after a crash
+reuses every GGUF and verification already finished there for the same merged model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from harness.errors import HarnessError
+from harness.export import minieval, quant, verify
+from harness.export.gguf_file import write_gguf
+from harness.export.modelfile import CHECK_CONVERSATIONS, chat_pieces, go_template, modelfile
+from harness.export.vocab import read_vocab
+from harness.io import atomic_write_json, atomic_write_text, read_json, sha256_file, stable_hash
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+def files_sha256(root: Path) -> dict[str, str]:
+    """sha256 of every file under `root` except the manifest, by relative path."""
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "manifest.json"}
+
+
+def check_files(root: Path, manifest: dict) -> None:
+    """Refuse an export whose files are not the ones its manifest lists."""
+    found = files_sha256(root)
+    if found != manifest["files_sha256"]:
+        bad = sorted(set(found.items()) ^ set(manifest["files_sha256"].items()))
+        raise HarnessError(f"{root}: files differ from its manifest ({[b[0] for b in bad][:5]}); "
+                           f"it was modified after export. Fix: run `harness export` again.")
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard links where the filesystem allows (no second copy of the weights), else copies."""
+    def link(s: str, d: str) -> str:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+        return d
+    shutil.copytree(src, dst, copy_function=link)
+
+
+def _merge_registry_live(cfg: DictConfig, out: Path) -> dict:
+    """The registry's live adapter merged into its base model (as `harness merge` does)."""
+    from harness.models.load import load_model, load_tokenizer
+    from harness.registry.store import Registry
+
+    reg = Registry(cfg.registry.dir)
+    names = reg.names()
+    name = cfg.registry.name or (names[0] if len(names) == 1 else None)
+    live = reg.live(name) if name else None
+    if live is None:
+        raise HarnessError(f"export.source=registry: the registry {reg.root} has "
+                           f"{names or 'no live adapters'}. Fix: registry.name=<name>.")
+    info = read_json(live / "inference.json")
+    model = load_model(info["base_model"]["ref"], cfg.model, adapter=str(live / "adapter"), merge=True)
+    load_tokenizer(str(live / "adapter"), cfg.model).save_pretrained(str(out))
+    model.save_pretrained(str(out))
+    return {"registry": str(reg.root.resolve()), "name": name, "version": info["version"],
+            "run": info["source"]["run"], "adapter_sha256": info["adapter_sha256"],
+            "base_model": info["base_model"]["ref"]}
+
+
+def merged_model(cfg: DictConfig, work: Path) -> tuple[Path, dict]:
+    """The merged HF directory to export, and where it came from."""
+    if cfg.export.source == "registry":
+        out = work / "registry-merged"
+        if not (out / "source.json").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            atomic_write_json(out / "source.json", _merge_registry_live(cfg, out))
+        return out, read_json(out / "source.json")
+    if cfg.export.source != "run":
+        raise HarnessError(f"export.source={cfg.export.source!r}: use run or registry.")
+    from harness.train.merge import merge
+
+    summary = merge(cfg)
+    return Path(summary["path"]), {"run": cfg.run_name, "adapter_sha256": summary["adapter_sha256"],
+                                   "base_model": summary["base_model"]}
+
+
+def vllm_readme(merged: Path, name: str, config: dict) -> tuple[str, str]:
+    """README.md for the merged directory, and the `vllm serve` command in it."""
+    command = (f"vllm serve {merged.resolve()} --served-model-name {name} "
+               f"--max-model-len {config.get('max_position_embeddings', 4096)} "
+               f"--dtype {config.get('dtype') or config.get('torch_dtype') or 'auto'}")
+    return (f"# {name}: the merged model for vLLM\n\nThe adapter folded into its base model, a "
+            f"plain Hugging Face directory (safetensors, config, tokenizer with its chat "
+            f"template). Serve it with vLLM's OpenAI-compatible server:\n\n```bash\n{command}\n"
+            f"```\n\nThen `POST http://localhost:8000/v1/completions` with "
+            f'`{{"model": "{name}", "prompt": "def add(a, b):", "max_tokens": 64}}`.\n'), command
+
+
+def _ollama(tokenizer, e: DictConfig, name: str, vocab, gguf_name: str,
+            fim_names: dict | None) -> tuple[str, dict]:
+    custom = e.ollama.template
+    pieces = None if custom else chat_pieces(tokenizer)
+    template = str(custom) if custom else go_template(pieces, fim_names)
+    stops = [vocab.token("eot"), vocab.token("eos"), *(e.ollama.extra_stops or [])]
+    if fim_names:
+        stops.append(fim_names.get("end"))
+    system = pieces.default_system if pieces else None
+    params = OmegaConf.to_container(e.ollama.parameters, resolve=True) if e.ollama.parameters else {}
+    text = modelfile(gguf_name, template, stops, system, params)
+    return text, {"file": "gguf/Modelfile", "from": gguf_name, "template": "custom" if custom else
+                  f"translated from the chat template, checked on {len(CHECK_CONVERSATIONS)} "
+                  f"conversations", "fim": bool(fim_names), "stops": [s for s in dict.fromkeys(stops) if s],
+                  "system": system, "create": f"cd gguf && ollama create {name} -f Modelfile"}
+
+
+def _fim_names(tokenizer, vocab) -> dict | None:
+    ids = vocab.special_ids
+    if not all(k in ids for k in ("fim_pre", "fim_suf", "fim_mid")):
+        return None
+    end = "<|endoftext|>" if "<|endoftext|>" in tokenizer.get_vocab() else vocab.token("eos")
+    return {"prefix": vocab.tokens[ids["fim_pre"]], "suffix": vocab.tokens[ids["fim_suf"]],
+            "middle": vocab.tokens[ids["fim_mid"]], "end": end}
+
+
+def _cached(path: Path, key: str, make) -> dict:
+    """A finished step of an interrupted export, reused when made from the same inputs."""
+    if path.exists() and read_json(path).get("key") == key:
+        return read_json(path)["value"]
+    value = make()
+    atomic_write_json(path, {"key": key, "value": value})
+    return value
+
+
+def export_name(cfg: DictConfig) -> str:
+    """The model's name in file names, Ollama and vLLM: export.name, registry.name, the run."""
+    from harness.registry.store import check_name
+
+    return check_name(str(cfg.export.name or cfg.registry.name or cfg.run_name))
+
+
+def run_export(cfg: DictConfig) -> dict:
+    """Export, verify and write the manifest; returns the manifest."""
+    from harness.models.load import load_model, load_tokenizer
+
+    e = cfg.export
+    name = export_name(cfg)
+    types = quant.check_types(list(e.types))
+    if e.ollama.type not in types:
+        raise HarnessError(f"export.ollama.type={e.ollama.type} is not among export.types={types}.")
+    out = Path(cfg.run_dir) / "export"
+    work = out.with_name("export.partial")
+    work.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    merged_dir, source = merged_model(cfg, work)
+    timings["merge_s"] = time.perf_counter() - t0
+    merged_sha = (read_json(merged_dir / "merge.json")["merged_sha256"]
+                  if (merged_dir / "merge.json").exists() else stable_hash(files_sha256(merged_dir)))
+    settings = OmegaConf.to_container(e, resolve=True)
+    key = stable_hash({"merged": merged_sha, "settings": settings, "version": FORMAT_VERSION})
+    if (out / "manifest.json").exists() and read_json(out / "manifest.json").get("key") == key:
+        log.info("export up to date: %s", out.resolve())
+        return read_json(out / "manifest.json")
+
+    config = json.loads((merged_dir / "config.json").read_text(encoding="utf-8"))
+    tokenizer = load_tokenizer(str(merged_dir))
+    end_of_turn = None
+    if cfg.export.source == "run" and (Path(cfg.run_dir) / "train" / "manifest.json").exists():
+        end_of_turn = (read_json(Path(cfg.run_dir) / "train" / "manifest.json").get("chat_template") or {}).get("end_of_turn")
+    fim_cfg = OmegaConf.to_container(cfg.model.fim, resolve=True) if cfg.model.get("fim") else None
+    vocab = read_vocab(merged_dir, config["vocab_size"], fim_cfg, end_of_turn)
+    fim_names = _fim_names(tokenizer, vocab)
+
+    gguf_dir = work / "gguf"
+    gguf_dir.mkdir(exist_ok=True)
+    written = {}
+    for t in types:
+        path = gguf_dir / f"{name}-{t}.gguf"
+        start = time.perf_counter()
+
+        def make(t=t, path=path) -> dict:
+            return write_gguf(merged_dir, path, t, vocab, name)
+        summary = _cached(gguf_dir / f".{t}.json", f"{key}:{t}", make)
+        if not path.exists() or sha256_file(path) != summary["sha256"]:
+            path.unlink(missing_ok=True)
+            summary = make()
+            atomic_write_json(gguf_dir / f".{t}.json", {"key": f"{key}:{t}", "value": summary})
+        timings[f"write_{t}_s"] = time.perf_counter() - start
+        written[t] = summary
+
+    text, ollama = _ollama(tokenizer, e, name, vocab, f"{name}-{e.ollama.type}.gguf", fim_names)
+    atomic_write_text(gguf_dir / "Modelfile", text)
+
+    log.info("verifying the exports against the merged model")
+    merged = load_model(str(merged_dir), cfg.model).float()
+    eos = merged.generation_config.eos_token_id
+    eos = [eos] if isinstance(eos, int) else list(eos or [])
+    eos = list(dict.fromkeys([*eos, *(vocab.special_ids[k] for k in ("eot", "eos") if k in vocab.special_ids)]))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    checks = Checks(cfg, tokenizer, merged, vocab, fim_names, eos, pad, "f16" in types)
+    results, mini = {}, checks.mini_reference()
+    for t in types:
+        start = time.perf_counter()
+        results[t] = _cached(work / f".verify-{t}.json", f"{key}:{t}:{written[t]['sha256']}",
+                             lambda t=t: checks.run(gguf_dir / written[t]["file"], t))
+        timings[f"verify_{t}_s"] = time.perf_counter() - start
+        if "items" in mini:
+            mini[t] = results[t].pop("mini_eval")
+        log.info("%s: %s (top-1 agreement %.3f, max logit error %.4g)", t, results[t]["status"],
+                 results[t]["vs_merged"]["top1_agreement"], results[t]["vs_merged"]["max_abs_logit_error"])
+    verify.require_f16_pass(results, work / ".verify-f16.json")
+
+    readme, command = vllm_readme(out / "merged", name, config)
+    if not (work / "merged").exists():
+        _link_tree(merged_dir, work / "merged")
+    atomic_write_text(work / "merged" / "README.md", readme)
+    shutil.rmtree(work / "registry-merged", ignore_errors=True)
+    for tmp in [*work.glob(".*.json"), *gguf_dir.glob(".*.json")]:
+        tmp.unlink()
+
+    for t in types:
+        written[t]["verification"] = results[t]
+    manifest = {
+        "key": key, "format_version": FORMAT_VERSION, "name": name, "source": source,
+        "merged": {"path": "merged", "sha256": merged_sha, "dtype": config.get("dtype") or config.get("torch_dtype")},
+        "architecture": config.get("architectures"), "tokenizer": {
+            "pre": vocab.pre, "tokens": len(vocab.tokens), "merges": len(vocab.merges),
+            "special_token_ids": vocab.special_ids,
+            "special_tokens": {k: vocab.tokens[i] for k, i in vocab.special_ids.items()},
+            "chat_template": bool(vocab.chat_template)},
+        "gguf": written, "ollama": ollama, "vllm": {"path": "merged", "command": command},
+        "mini_eval": mini, "settings": settings, "seconds": timings,
+        "versions": _versions(), "files_sha256": files_sha256(work)}
+    atomic_write_json(work / "manifest.json", manifest)
+    shutil.rmtree(out, ignore_errors=True)
+    work.rename(out)
+    failed = [t for t in types if results[t]["status"] != "pass"]
+    if failed:
+        log.warning("exports outside their tolerance or failing: %s (see %s)", failed, out / "manifest.json")
+    log.info("export → %s", out.resolve())
+    return manifest
+
+
+class Checks:
+    """The merged model, its f16-rounded copy and the prompts, set up once for every file."""
+
+    def __init__(self, cfg: DictConfig, tokenizer, merged, vocab, fim_names: dict | None,
+                 eos: list[int], pad: int, f16: bool):
+        self.cfg, self.tokenizer, self.merged, self.eos, self.pad = cfg, tokenizer, merged, eos, pad
+        self.f16_reference = verify.rounded_to_f16(merged) if f16 else None
+        self.prompts = verify.fixed_prompts(tokenizer, fim_names)
+        self.expected_ids = dict(vocab.special_ids)
+        self.settings = OmegaConf.to_container(cfg.export.verify, resolve=True)
+        m = cfg.export.mini_eval
+        self.holes = minieval.held_out(Path(cfg.run_dir), m.items, m.context_lines,
+                                       m.max_middle_lines, m.seed)
+        self.mode, self.mini_prompts, stops = (minieval.build_prompts(
+            tokenizer, cfg.model.get("fim"), self.holes, m.max_prompt_tokens)
+            if self.holes else (None, [], []))
+        self.stop = list(dict.fromkeys([*eos, *stops]))
+        self.reference: list[str] = []
+
+    def mini_reference(self) -> dict:
+        """The merged model's own mini-eval scores (the baseline each file is held to)."""
+        if not self.holes:
+            return {"skipped": "the run has no held-out FIM files (runs/<run>/mine/records.jsonl)"}
+        m = self.cfg.export.mini_eval
+        outputs = verify.greedy(self.merged, self.mini_prompts, m.max_new_tokens, self.stop, self.pad)
+        merged, self.reference = minieval.score(self.tokenizer, self.holes, outputs, self.mode)
+        return {"items": len(self.holes), "mode": self.mode, "max_new_tokens": m.max_new_tokens,
+                "source": "held-out FIM holes of the run's test-split files", "merged": merged}
+
+    def run(self, path: Path, file_type: str) -> dict:
+        """Verification and mini-eval of one GGUF file, loaded once."""
+        model, gguf_tok = verify.load_gguf(path)
+        result = verify.check_export(path, file_type, model, gguf_tok, self.merged,
+                                     self.f16_reference, self.prompts, self.expected_ids,
+                                     self.settings, self.eos, self.pad)
+        if self.holes:
+            outs = verify.greedy(model, self.mini_prompts, self.cfg.export.mini_eval.max_new_tokens,
+                                 self.stop, self.pad)
+            result["mini_eval"], _ = minieval.score(self.tokenizer, self.holes, outs, self.mode,
+                                                    self.reference)
+        return result
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("gguf", "transformers", "torch", "peft")}
+
+
+def export(cfg: DictConfig) -> dict:
+    """`harness export run_name=R`: the summary printed (paths and the verdict per file)."""
+    manifest = run_export(cfg)
+    out = Path(cfg.run_dir) / "export"
+    return {"export": str(out.resolve()), "files": {
+        t: {"file": str(out / "gguf" / g["file"]), "status": g["verification"]["status"],
+            "top1_agreement": g["verification"]["vs_merged"]["top1_agreement"],
+            "max_abs_logit_error": g["verification"]["vs_merged"]["max_abs_logit_error"]}
+        for t, g in manifest["gguf"].items()},
+        "ollama": manifest["ollama"]["create"], "vllm": manifest["vllm"]["command"],
+        "mini_eval": manifest["mini_eval"]}
