@@ -12,6 +12,11 @@ baseline's.
     .venv/bin/python bench/bench_judge.py [--items N] [--latency S] [--concurrency 1 4 8 16]
 
 Writes bench/results/bench_judge.json.
+
+With `--reliability MODEL_DIR` it instead measures how reliable a local model is as the judge
+(harness/eval/judge_reliability.py), the way the offline default uses it (a loopback `harness
+serve` over the model, guided choice): known answers from this repository's last small commits
+(message -> diff), spoiled and compared in both orders. Writes bench_judge_reliability.json.
 """
 
 from __future__ import annotations
@@ -115,12 +120,64 @@ def timed(judge: Judge, items: list[JudgeItem]) -> tuple[list[float], float]:
     return [r["score"] for r in rows], time.perf_counter() - start
 
 
+def commits(n: int, max_lines: int = 40) -> list[dict]:
+    """This repository's last `n` commits whose Python diff has at most `max_lines` lines, as
+    held-out change requests (message -> diff)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], check=True, capture_output=True,
+                              text=True).stdout
+
+    out = []
+    for sha in git("rev-list", "--no-merges", "-n", "400", "HEAD").split():
+        diff = git("show", "--format=", "--unified=1", sha, "--", "*.py").strip()
+        if diff and len(diff.splitlines()) <= max_lines:
+            out.append({"id": sha[:12], "instruction": git("show", "-s", "--format=%B", sha).strip(),
+                        "response": diff})
+        if len(out) == n:
+            break
+    return out
+
+
+def reliability(model_dir: str, n: int, cache: Path | None) -> None:
+    from harness.eval.judge_reliability import measure
+    from harness.serve.app import ServerThread, create_app
+
+    records = commits(n)
+    answers = [JudgeItem(r["id"], r["instruction"], r["response"], r["response"]) for r in records]
+    start = time.perf_counter()
+    with ServerThread(create_app(model_dir, served_name="base")) as server:
+        client = JudgeClient(server.base_url, "base", max_concurrency=4, cache_dir=cache)
+        judge = Judge(load_rubric(RUBRIC), client, output="choice", guided_choice=True)
+        summary, _ = measure(judge, records, answers)
+    seconds = time.perf_counter() - start
+    out = write_result("bench_judge_reliability", {"model": model_dir, "items": len(records),
+                                                   "commits": [r["id"] for r in records],
+                                                   "seconds": round(seconds, 1), **summary})
+    print(f"\n{model_dir} as the judge, {len(records)} commits of this repository, "
+          f"{summary['judgements']} judgements in {seconds:.0f} s")
+    print(f"{'criterion':<22}{'pairs':>6}{'accuracy':>10}{'pairwise':>10}{'consistent':>12}"
+          f"{'first pos':>11}{'self tie':>10}")
+    for name, r in summary["criteria"].items():
+        cells = [r[k] for k in ("accuracy", "pairwise_accuracy", "position_consistency",
+                                "first_position_rate", "self_tie_rate")]
+        print(f"{name:<22}{r['pairs']:>6}" + "".join(
+            f"{'n/a' if v is None else f'{v:.3f}':>{w}}" for v, w in zip(cells, (10, 10, 12, 11, 10), strict=True)))
+    print(f"results → {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=40)
     parser.add_argument("--latency", type=float, default=0.05, help="server delay per reply (s)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--reliability", metavar="MODEL_DIR",
+                        help="measure this local model's reliability as the judge instead")
+    parser.add_argument("--cache", type=Path, help="judge cache for --reliability (default: none)")
     args = parser.parse_args()
+    if args.reliability:
+        return reliability(args.reliability, args.items, args.cache)
     items = workload(args.items)
     proc, url = start_server(args.latency)
     try:

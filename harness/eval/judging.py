@@ -116,6 +116,12 @@ def run_judge(cfg: DictConfig, out: Path, model_ref: str, items: list[dict],
     if reliability is not None:
         write_jsonl(out / "samples" / "judge_reliability.jsonl", checked)
         summary["reliability"] = reliability
+        for name, r in reliability["criteria"].items():
+            log.info("judge reliability [%s]: %d known-answer pairs, accuracy %s, pairwise "
+                     "accuracy %s, position consistency %s, first-position rate %s, self-tie "
+                     "rate %s", name, r["pairs"], *(_fmt(r[k]) for k in (
+                         "accuracy", "pairwise_accuracy", "position_consistency",
+                         "first_position_rate", "self_tie_rate")))
     summary["length_bias"] = length_bias(scores, judged)
     usage = judge.client.ledger.summary()
     log.info("judge: %d new calls (%d more answered from the cache), %d prompt + %d "
@@ -149,6 +155,10 @@ def length_bias(scores: dict[str, list[dict]], judged: dict[str, list[JudgeItem]
             rho = float(spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic)
         out[name] = {"spearman": rho, "n": len(pairs)}
     return out
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def _mean(values: list[float]) -> float | None:

@@ -13,7 +13,8 @@ the models). Tasks, each written to ``samples/<task>.<model>.jsonl`` in one row 
   filled with the model's own FIM tokens, scored by execution;
 - ``fim``: held-out holes of the test split, exact match / first-line exact match / edit
   similarity;
-- ``judge``: an LLM judge scoring both models' answers to held-out change requests.
+- ``judge``: an LLM judge scoring both models' answers to held-out change requests, and its
+  reliability measured on known answers built from the same requests (judge_reliability.py).
 
 Before any model runs, the gate thresholds are frozen and the sandbox proves itself (every
 reference solution passes, known-bad programs fail). Each (task, model) file is written as
