@@ -67,6 +67,12 @@ def test_rubric_loads_and_rejects_incomplete_files(tmp_path):
                            .update(enum=["A", "B"])))
     with pytest.raises(HarnessError, match="not a valid JSON schema"):
         load_rubric(broken(lambda d: d["absolute"]["output_schema"].update(type="objekt")))
+    with pytest.raises(HarnessError, match=r"'correctness' has known_worse \['shuffled', 'reversed'\]"):
+        load_rubric(broken(lambda d: d["criteria"][0].update(known_worse=["shuffled", "reversed"])))
+    assert rubric.criteria[1].known_worse == ("shuffled", "ignored")
+    del_worse = broken(lambda d: d["criteria"][1].pop("known_worse"))
+    assert load_rubric(del_worse).criteria[1].known_worse == (  # default: every spoiling
+        "shuffled", "other_change", "truncated", "ignored")
 
 
 def test_prompts_fence_untrusted_text_and_use_the_reference_when_there_is_one():
