@@ -173,8 +173,8 @@ class _FileView:
     response: str
 
 
-def _view(f: FileDiff, old: list[str] | None, level: int, context_lines: int, fmt: str,
-          redact: Callable[[str, str], str]) -> _FileView:
+def _view(f: FileDiff, old: list[str] | None, level: int, context_lines: int, fmt: str) -> _FileView:
+    """What one file shows and answers at one context level; `old` is its redacted old text."""
     path = f.path
     if f.new_path is None:  # deleted: nothing to write but the fact
         return _FileView("", f"--- {f.old_path} (deleted)\n")
@@ -189,11 +189,11 @@ def _view(f: FileDiff, old: list[str] | None, level: int, context_lines: int, fm
     moved = f" (renamed from {f.old_path})" if f.old_path != f.new_path else ""
     for r in rs:
         before = old[r.lo - 1:r.hi] if old is not None else [x for h in r.hunks for x in h.before]
-        shown.append(f"--- {f.old_path} (lines {r.lo}-{r.hi})\n" + redact(_block(before), f.old_path))
+        shown.append(f"--- {f.old_path} (lines {r.lo}-{r.hi})\n" + _block(before))
         if fmt == "region" and old is not None:
             start, new = _new_text(old, r)
             end = start + len(new) - 1
-            response.append(f"--- {path} (lines {start}-{max(start, end)}){moved}\n" + redact(_block(new), path))
+            response.append(f"--- {path} (lines {start}-{max(start, end)}){moved}\n" + _block(new))
         elif fmt == "region":
             response += [f"--- {path} (lines {h.new_start}-{h.new_start + max(h.new_len, 1) - 1}){moved}\n"
                          + _block(h.after) for h in r.hunks]
@@ -217,13 +217,24 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
     most `max_parts`), or "too_long" (nothing fits: no pair)."""
     if fmt not in FORMATS:
         raise ValueError(f"target format {fmt!r}: expected one of {FORMATS}")
-    old = {id(f): (f.before().split("\n") if f.before is not None and f.old_path else None) for f in files}
-    old = {k: (v if v is None or v[-1] else v[:-1]) for k, v in old.items()}  # a final newline
+    # each old file redacted once, whole (fewer, larger calls cost less here than one per
+    # window and level shown); the new code is its lines with the redacted hunks applied
+    old: dict[int, list[str] | None] = {}
+    for f in files:
+        text = f.before() if f.before is not None and f.old_path else None
+        lines = redact(text, f.old_path).split("\n") if text is not None else None
+        old[id(f)] = lines[:-1] if lines and not lines[-1] else lines  # a final newline
     budget = fit_chars - 40  # the chat template's own text around the turns
+    views: dict[tuple[int, int], _FileView] = {}
+
+    def view(f: FileDiff, level: int) -> _FileView:
+        if (id(f), level) not in views:
+            views[id(f), level] = _view(f, old[id(f)], level, context_lines, fmt)
+        return views[id(f), level]
 
     def best(req: str, fs: list[FileDiff]) -> Pair | None:
         for level in range(3):
-            p = _compose(req, [_view(f, old[id(f)], level, context_lines, fmt, redact) for f in fs], fs)
+            p = _compose(req, [view(f, level) for f in fs], fs)
             if p.size <= budget:
                 return p
         return None
