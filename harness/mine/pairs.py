@@ -249,14 +249,19 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
         if p := best(req, [f]):
             parts.append(p)
             continue
-        for r in regions(f, old[id(f)], 0, context_lines):
-            if len(parts) >= max_parts or f.old_path is None or old[id(f)] is None:
-                break
+        if f.old_path is None or old[id(f)] is None:
+            continue
+        # per region, and a region that does not fit (two hunks of one function) per hunk
+        todo = regions(f, old[id(f)], 0, context_lines)
+        while todo and len(parts) < max_parts:
+            r = todo.pop(0)
             sub = FileDiff(f.old_path, f.new_path, _region_diff(r), *_counts(r), f.old_blob, f.before)
             old[id(sub)] = old[id(f)]
             where = f"lines {r.lo}-{r.hi} of `{f.old_path}`"
             if p := best(f"{request}\n\nMake the part of this change that belongs in {where}.", [sub]):
                 parts.append(p)
+            elif len(r.hunks) > 1:
+                todo[:0] = [Region(*_old_range(h)[:1], max(_old_range(h)), [h]) for h in r.hunks]
     if not parts:
         return [], "too_long"
     return parts, "split"
