@@ -40,6 +40,7 @@ from harness.io import atomic_write_json, jsonl_line, sha256_file, stable_hash, 
 from harness.mine import classes, dedup, github, sources, worker
 from harness.mine.cache import CommitCache
 from harness.mine.diffs import open_repo
+from harness.mine.preview import write_preview
 from harness.mine.repo import git, github_slug, inspect
 from harness.mine.reviews import github_records
 from harness.mine.scan import GIT_SAFE, iso_utc
@@ -582,6 +583,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
     write_jsonl(out / "records.jsonl", (encoded.get(r["id"]) or _public(r) for r in records))
     write_jsonl(out / "negatives.jsonl", (_public(r) for r in negatives))
     atomic_write_json(out / "mine_stats.json", summary)
+    write_preview(records, int(o["preview"]), int(cfg.seed), out / "preview.md")
     clock.lap("write")
     log.info("mined %d records (%s) and %d negatives → %s; dropped %s; seconds: %s", len(records),
              summary["kept"], len(negatives), out, dict(stats.dropped), clock.laps)
