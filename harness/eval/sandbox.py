@@ -312,7 +312,9 @@ class Sandbox:
                     *_bwrap_view(),
                     "--dev", "/dev", "--proc", "/proc",
                     "--perms", "1777", "--size", str(scratch), "--tmpfs", str(base),
-                    "--remount-ro", "/", "--chdir", str(base), "--clearenv", *setenv,
+                    # read-only /dev too: in a user namespace its tmpfs (/dev/shm) is ours
+                    "--remount-ro", "/", "--remount-ro", "/dev", "--chdir", str(base),
+                    "--clearenv", *setenv,
                     *(["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if drop else []),
                     *drop_root, *python]
         if self.mode == "unshare":  # needs root to unshare, so drop to nobody afterwards

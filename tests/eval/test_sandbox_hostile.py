@@ -72,9 +72,9 @@ def host():
 
 
 # Paths outside the job's temp dir a program may try to write (checked on the host after).
-OUTSIDE = [f"/tmp/{TAG}.w", f"/var/tmp/{TAG}.w", f"/dev/shm/{TAG}.w", f"/run/{TAG}.w",
-           f"/root/{TAG}.w", f"/home/{TAG}.w", f"/etc/{TAG}.w", f"/usr/{TAG}.w",
-           f"{os.path.dirname(os.__file__)}/{TAG}.w", str(Path.cwd() / f"{TAG}.w")]
+OUTSIDE = [f"{d}/{TAG}.w" for d in ("/tmp", "/var/tmp", "/dev/shm", "/dev", "/run", "/root",
+                                    "/home", "/etc", "/usr", os.path.dirname(os.__file__),
+                                    Path.cwd())]
 
 # (name, program) pairs; each program passes only if its attack succeeded. Formatted with
 # the `host` fixture's values.
