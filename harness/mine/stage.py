@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, jsonl_line, sha256_file, stable_hash, write_jsonl
-from harness.mine import classes, dedup, github, sources, worker
+from harness.mine import classes, dedup, extra, github, sources, worker
 from harness.mine.cache import CommitCache
 from harness.mine.diffs import open_repo
 from harness.mine.preview import write_preview
@@ -49,7 +49,7 @@ from harness.mine.worker import KEYS, blob_chunk, mine_chunk
 
 log = logging.getLogger(__name__)
 CHANGE_KINDS = ("commit", "pr", "review_fix")
-KIND_ORDER = (*CHANGE_KINDS, "docstring")
+KIND_ORDER = (*CHANGE_KINDS, "docstring", "extra")
 
 
 def options(cfg: DictConfig) -> dict:
@@ -506,6 +506,8 @@ def _select(records: list[dict], files: list[dict], o: dict, stats: Stats) -> tu
 
 def run(cfg: DictConfig, out: Path) -> dict:
     o = options(cfg)
+    extra_files = extra.paths(cfg.data.get("extra"))
+    extra_rows = extra.read(extra_files)  # checked before any work
     info = inspect(cfg.data.repo, cfg.data.rev, o["pull_refs"], o["allow_shallow"])
     repo = Path(cfg.data.repo).expanduser().resolve()
     o["vendored_paths"] = [*o["vendored_paths"], *classes.linguist_patterns(repo, info.head)]
@@ -540,6 +542,9 @@ def run(cfg: DictConfig, out: Path) -> dict:
         stats.drop("pr", "superseded_by_api", len(superseded))
         records = [r for r in records if r["id"] not in superseded] + gh_records
         clock.lap("github")
+        extra_chats, extra_fims = extra.load(extra_rows, o, redactor, worker.bench())
+        stats.seen("extra", len(extra_chats))
+        records += extra_chats
 
         # exact duplicates go before the split, so the newest fraction counts distinct changes
         records, dups = dedup.exact_dedup(sorted(records, key=lambda r: (r["committed_at"], r["id"])))
@@ -552,6 +557,9 @@ def run(cfg: DictConfig, out: Path) -> dict:
         files, fim_sha = _file_sources(
             repo, info, mainline, results, records, cutoff, o, cache, workers, prefetched,
             lambda: encoded.update((r["id"], jsonl_line(_public(r))) for r in records))
+        for f in extra_fims:
+            f["split"] = "test" if cutoff and f["committed_at"] >= cutoff else "train"
+        files += extra_fims
         for f in files:
             stats.seen(f["kind"])
         clock.lap("files")
@@ -578,6 +586,9 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "decontaminated": dict(contamination), "negatives": len(negatives),
         "cache": {"commits_reused": reused, "commits_mined": len(shas) - reused},
         "github": gh_info or None, "split": split,
+        "extra": {"files": [str(f) for f in extra_files], "chat_in": len(extra_chats), "fim_in": len(extra_fims),
+                  "kept": dict(Counter(r["kind"] for r in records if r.get("origin") == "extra"))}
+        if extra_files else None,
         "kept": {f"{k}/{s}": n for (k, s), n in sorted(count.items())},
     }
     write_jsonl(out / "records.jsonl", (encoded.get(r["id"]) or _public(r) for r in records))
@@ -601,5 +612,6 @@ def fingerprint_inputs(cfg: DictConfig) -> dict:
     info = inspect(cfg.data.repo, cfg.data.rev, o["pull_refs"], allow_shallow=True, announce=False)
     export = o["github"]["export"]
     return {"head": info.head, "repo": str(Path(cfg.data.repo).expanduser().resolve()),
+            "extra": [sha256_file(p) for p in extra.paths(cfg.data.get("extra"))],
             "pulls": stable_hash(sorted(info.pull_heads.items())),
             "export": sha256_file(Path(export).expanduser()) if export and Path(export).expanduser().is_file() else export}
