@@ -360,6 +360,33 @@ def test_nothing_outlives_the_run(box, host):
     assert [b for b in bases if b.exists()] == []
 
 
+def test_programs_running_side_by_side_cannot_reach_each_other():
+    """Two workers, two fork servers: one program listens (abstract unix socket) and leaves a
+    file in its scratch dir, the other looks for both and for its neighbour's processes."""
+    listen = ("import os, socket, time\ns = socket.socket(socket.AF_UNIX)\n"
+              f"s.bind('\\0{TAG}-peer')\ns.listen(1)\nopen('{TAG}-peer', 'w').write('x')\n"
+              "time.sleep(1.2)\nassert False")
+    seek = ("import glob, os, socket, time\nseen = []\nend = time.monotonic() + 1\n"
+            "while time.monotonic() < end and not seen:\n"
+            "    s = socket.socket(socket.AF_UNIX)\n    try:\n"
+            f"        s.connect('\\0{TAG}-peer')\n        seen.append('socket')\n"
+            "    except OSError:\n        pass\n"
+            f"    seen += glob.glob('/tmp/*/*/{TAG}-peer') + glob.glob('/tmp/*/*/*/{TAG}-peer')\n"
+            "    seen += [p for p in glob.glob('/proc/[0-9]*')  # anyone but its server\n"
+            "             if p not in ('/proc/1', f'/proc/{os.getpid()}')]\n"
+            "    time.sleep(0.05)\nassert seen, 'alone'")
+    sandbox = Sandbox(timeout_s=3, workers=2)
+    if sandbox.mode != "bwrap":
+        pytest.skip("needs bubblewrap's namespaces")
+    try:
+        first, second = sandbox.run_many([listen, seek])
+        assert len(sandbox._servers) == 2
+    finally:
+        sandbox.close()
+    assert first.status == second.status == "failed"
+    assert "alone" in second.error, second
+
+
 def _cmdlines() -> list[list[str]]:
     out = []
     for proc in Path("/proc").iterdir():
