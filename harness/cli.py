@@ -126,8 +126,12 @@ def _dispatch(command: str, cfg) -> int:
 
         print(json.dumps(sweep_report(cfg), indent=2, default=str))
         return 0
+    from harness.train.preflight import check_run
+
     summary: dict = {}
-    for stage in STAGES if command == "run" else (command,):
+    stages = STAGES if command == "run" else (command,)
+    check_run(cfg, stages)  # judge, model, memory, disk: fail before the first expensive step
+    for stage in stages:
         summary = run_stage(cfg, stage)
     log.info("outputs in %s", Path(cfg.run_dir).resolve())
     if command == "gate":
