@@ -62,6 +62,8 @@ def validate(gate: dict) -> None:
     if not isinstance(gate.get("checks"), dict) or not gate["checks"]:
         raise _fail("checks", gate.get("checks"), "a mapping of named checks")
     for name, check in gate["checks"].items():
+        if check is None:  # declared off (null)
+            continue
         if not isinstance(check, dict) or "." not in str(check.get("metric", "")):
             raise _fail(f"checks.{name}.metric", (check or {}).get("metric"),
                         "<task>.<field>, e.g. humaneval.pass@1 or judge.convention_adherence")

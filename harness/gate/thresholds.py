@@ -23,7 +23,10 @@ def thresholds_path(cfg: DictConfig) -> Path:
 
 
 def current(cfg: DictConfig) -> dict:
+    """The gate settings as declared; a check set to null is off (e.g. the demo's judge check,
+    whose offline judge is the model under test) and is left out of what is frozen."""
     gate = OmegaConf.to_container(cfg.gate, resolve=True)
+    gate["checks"] = {k: v for k, v in (gate.get("checks") or {}).items() if v is not None}
     return {"gate": gate, "sha256": stable_hash(gate)}
 
 
