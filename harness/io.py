@@ -44,6 +44,25 @@ def make_temp_dir(parent: str | Path, prefix: str) -> Path:
     return tmp
 
 
+def respect_umask(root: str | Path) -> None:
+    """Give every file under `root` the mode a plain `open` would (0666 less the umask): some
+    writers (safetensors) create their files 0600, which a team registry cannot read."""
+    mode = 0o666 & ~umask()
+    root = Path(root)
+    for p in [root, *root.rglob("*")] if root.is_dir() else [root]:
+        if p.is_file() and not p.is_symlink():
+            os.chmod(p, mode | (p.stat().st_mode & 0o111 & ~umask()))
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    """`shutil.copytree`'s copy function for trees whose files are never rewritten in place
+    (stage cache, checkpoints): a hard link where the filesystem allows, else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def free_bytes(path: str | Path) -> int:
     """Free space on the filesystem of `path` (or of its nearest existing parent)."""
     p = Path(path).absolute()
@@ -62,11 +81,12 @@ def _size(n: int | None) -> str:
     return str(n)
 
 
-def disk_full_error(path: str | Path, needed: int | None) -> HarnessError:
-    """The error for a write to `path` that ran out of space, with what it needed and what is
-    free, so the user knows where to make room and how much."""
+def disk_full_error(path: str | Path, needed: int | None, at_least: bool = False) -> HarnessError:
+    """The error for a write to `path` that ran out of space, with what it needed (exactly, or
+    a lower bound) and what is free, so the user knows where to make room and how much."""
     return HarnessError(
-        f"no space left on the device holding {path}: the write needed {_size(needed)}, "
+        f"no space left on the device holding {path}: the write needed "
+        f"{'at least ' if at_least and needed is not None else ''}{_size(needed)}, "
         f"{_size(free_bytes(path))} is free there. Nothing was published; what finished is "
         "kept. Fix: free space on that filesystem (or point runs/, cache_dir or report_dir at "
         "another), then run the same command again."

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, atomic_write_text, read_json, sha256_tree
+from harness.io import atomic_write_json, atomic_write_text, read_json, respect_umask, sha256_tree
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -154,6 +154,7 @@ class Registry:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         shutil.copytree(adapter, partial / "adapter", copy_function=_copy)
+        respect_umask(partial / "adapter")  # a team registry: not the 0600 some writers use
         copied = sha256_tree(partial / "adapter")
         if copied != sha:
             shutil.rmtree(partial)
