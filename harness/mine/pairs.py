@@ -84,32 +84,34 @@ def _changed(h: Hunk) -> tuple[int, int]:
     return min(lines), max(lines)
 
 
-def _indent(line: str) -> int:
-    return len(line) - len(line.lstrip())
+def indents(lines: list[str]) -> list[int]:
+    """Each line's indentation; -1 for a blank line."""
+    return [len(x) - len(x.lstrip()) if x.strip() else -1 for x in lines]
 
 
-def enclosing(lines: list[str], lo: int, hi: int) -> tuple[int, int] | None:
+def enclosing(lines: list[str], lo: int, hi: int, ind: list[int] | None = None) -> tuple[int, int] | None:
     """Old lines (first, last) of the innermost Python `def`/`class` block holding lines
-    lo..hi (1-based), decorators included; None at module level."""
-    body = [_indent(x) for x in lines[lo - 1:hi] if x.strip()]
+    lo..hi (1-based), decorators included; None at module level. `ind`: `indents(lines)`."""
+    ind = indents(lines) if ind is None else ind
+    body = [i for i in ind[lo - 1:hi] if i >= 0]
     need = min(body) if body else 0  # a block holding these lines has its header further left
     for at in range(lo, 0, -1):
-        line = lines[at - 1]
-        if not line.strip():
+        i = ind[at - 1]
+        if i < 0:
             continue
-        ind = _indent(line)
-        if _DEF.match(line) and (ind < need or (at == lo and ind <= need)):
+        if (i < need or (at == lo and i <= need)) and _DEF.match(lines[at - 1]):
             end = at
             for k in range(at + 1, len(lines) + 1):
-                if lines[k - 1].strip():
-                    if _indent(lines[k - 1]) <= ind:
+                if ind[k - 1] >= 0:
+                    if ind[k - 1] <= i:
                         break
                     end = k
             if end >= hi:
-                while at > 1 and lines[at - 2].strip().startswith("@") and _indent(lines[at - 2]) == ind:
+                while at > 1 and ind[at - 2] == i and lines[at - 2].lstrip().startswith("@"):
                     at -= 1
                 return at, end
-        need = min(need, ind) if at < lo else need
+        if at < lo:
+            need = min(need, i)
         if need == 0:
             return None
     return None
@@ -121,6 +123,7 @@ def regions(f: FileDiff, old: list[str] | None, level: int, context_lines: int) 
     they overlap; each holds its hunks whole."""
     hs = hunks(f.diff)
     n = len(old) if old is not None else 0
+    ind = indents(old) if old is not None and level == 0 and f.path.endswith(".py") else None
     spans = []
     for h in hs:
         a, b = _old_range(h)
@@ -129,7 +132,7 @@ def regions(f: FileDiff, old: list[str] | None, level: int, context_lines: int) 
         else:
             c, d = _changed(h)
             pad = context_lines if level == 0 else min(_NARROW, context_lines)
-            box = enclosing(old, c, d) if level == 0 and f.path.endswith(".py") else None
+            box = enclosing(old, c, d, ind) if level == 0 and f.path.endswith(".py") else None
             lo, hi = box if box else (c - pad, d + pad)
             lo, hi = max(1, min(lo, a)), min(max(n, b), max(hi, b))
         spans.append((lo, hi, h))
@@ -173,8 +176,10 @@ class _FileView:
     response: str
 
 
-def _view(f: FileDiff, old: list[str] | None, level: int, context_lines: int, fmt: str) -> _FileView:
-    """What one file shows and answers at one context level; `old` is its redacted old text."""
+def _view(f: FileDiff, old: list[str] | None, level: int, context_lines: int, fmt: str,
+          redact: Callable[[str, str], str]) -> _FileView:
+    """What one file shows and answers at one context level; only what is shown of its old
+    text goes through `redact` (its hunks come from the redacted diff)."""
     path = f.path
     if f.new_path is None:  # deleted: nothing to write but the fact
         return _FileView("", f"--- {f.old_path} (deleted)\n")
@@ -189,11 +194,11 @@ def _view(f: FileDiff, old: list[str] | None, level: int, context_lines: int, fm
     moved = f" (renamed from {f.old_path})" if f.old_path != f.new_path else ""
     for r in rs:
         before = old[r.lo - 1:r.hi] if old is not None else [x for h in r.hunks for x in h.before]
-        shown.append(f"--- {f.old_path} (lines {r.lo}-{r.hi})\n" + _block(before))
+        shown.append(f"--- {f.old_path} (lines {r.lo}-{r.hi})\n" + redact(_block(before), f.old_path))
         if fmt == "region" and old is not None:
             start, new = _new_text(old, r)
             end = start + len(new) - 1
-            response.append(f"--- {path} (lines {start}-{max(start, end)}){moved}\n" + _block(new))
+            response.append(f"--- {path} (lines {start}-{max(start, end)}){moved}\n" + redact(_block(new), path))
         elif fmt == "region":
             response += [f"--- {path} (lines {h.new_start}-{h.new_start + max(h.new_len, 1) - 1}){moved}\n"
                          + _block(h.after) for h in r.hunks]
@@ -217,19 +222,19 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
     most `max_parts`), or "too_long" (nothing fits: no pair)."""
     if fmt not in FORMATS:
         raise ValueError(f"target format {fmt!r}: expected one of {FORMATS}")
-    # each old file redacted once, whole (fewer, larger calls cost less here than one per
-    # window and level shown); the new code is its lines with the redacted hunks applied
+    # only what is shown is redacted (whole old files cost 5x more on a real history: click's
+    # core.py is 3,000 lines, of which a record shows one function)
     old: dict[int, list[str] | None] = {}
     for f in files:
         text = f.before() if f.before is not None and f.old_path else None
-        lines = redact(text, f.old_path).split("\n") if text is not None else None
+        lines = text.split("\n") if text is not None else None
         old[id(f)] = lines[:-1] if lines and not lines[-1] else lines  # a final newline
     budget = fit_chars - 40  # the chat template's own text around the turns
     views: dict[tuple[int, int], _FileView] = {}
 
     def view(f: FileDiff, level: int) -> _FileView:
         if (id(f), level) not in views:
-            views[id(f), level] = _view(f, old[id(f)], level, context_lines, fmt)
+            views[id(f), level] = _view(f, old[id(f)], level, context_lines, fmt, redact)
         return views[id(f), level]
 
     def best(req: str, fs: list[FileDiff]) -> Pair | None:

@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from harness.mine import messages
 
@@ -47,6 +48,7 @@ class Hunk:
         return [line[1:] for line in self.lines if line[:1] in (" ", "+")]
 
 
+@lru_cache(maxsize=256)  # a file's diff is parsed for each view of it; callers never mutate
 def hunks(diff: str) -> list[Hunk]:
     out: list[Hunk] = []
     for line in diff.split("\n"):

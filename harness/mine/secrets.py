@@ -52,15 +52,16 @@ RULES = {
     "google-api-key": (("AIza",), re.compile(r"\bAIza[0-9A-Za-z_\-]{35}")),
     "google-oauth-secret": (("GOCSPX-",), re.compile(r"\bGOCSPX-[A-Za-z0-9_\-]{28}")),
     "aws-access-key": (("AKIA", "ASIA", "ABIA", "ACCA"), re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b")),
-    "aws-secret-key": (("ecret",), re.compile(
+    "aws-secret-key": (("aws_secret", "AWS_SECRET", "awsSecret", "AwsSecret", "ecret_access_key",
+                        "ECRET_ACCESS_KEY", "ecretAccessKey"), re.compile(
         r"(?i)aws_?secret_?(?:access_?)?key[\"']?\s*[:=]\s*[\"']?(?P<s>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])")),
     "azure-storage-key": (("AccountKey=",), re.compile(r"AccountKey=(?P<s>[A-Za-z0-9+/=]{80,90})")),
     "azure-sas-token": (("sig=",), re.compile(r"[?&]sig=(?P<s>[A-Za-z0-9%+/=]{30,})")),
     "azure-client-secret": (("8Q~",), re.compile(r"\b[A-Za-z0-9_~.\-]{3}8Q~[A-Za-z0-9_~.\-]{31,34}")),
     "json-web-token": (("eyJ",), re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}")),
     "pypi-token": (("pypi-",), re.compile(r"pypi-[A-Za-z0-9_\-]{40,}")),
-    "url-password": (("://",), re.compile(
-        r"\b[a-z][a-z0-9+.\-]*://(?P<u>[^\s:/@'\"{}$<>]+):(?P<s>[^\s:/@'\"{}$<>]+)@")),
+    "url-password": (("://",), re.compile(  # from "://": a literal start is a fast scan
+        r"://(?P<u>[^\s:/@'\"{}$<>]+):(?P<s>[^\s:/@'\"{}$<>]+)@")),
     "connection-string-password": (("assword=", "ASSWORD=", "wd=", "WD="), re.compile(
         r"(?i)\b(?:password|pwd)\s*=\s*(?P<s>[^;\"'\s{}$()<>,\[\]]{3,})(?=;)")),
 }
@@ -68,7 +69,10 @@ RULES = {
 _NOT_A_PASSWORD = re.compile(r"(?i)^(x-oauth-basic|x-access-token|password|passwd|pass|pwd|secret|"
                              r"changeme|x+|\*+|\.+|<[^>]*>|%\(\w+\)s|\$\w+|\$\{[^}]*\})$")
 _CHECKSUM = re.compile(r"(?i)sha\d*|md5|hash|checksum|digest|integrity|commit|revision|\brev\b")
-EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?P<d>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b")
+# an address is found from its "@" (a regex scanning for the local part tried every word of
+# the text: 35 s of 170 on a real history); the local part is matched backwards from there
+_LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}$")
+_DOMAIN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _NOT_PERSONAL = re.compile(r"(?i)^(git|noreply|no-reply|donotreply|do-not-reply|support|info|security|admin|"
                            r"team|help|contact|webmaster|postmaster|abuse|sales|hello|bot)@|"
                            r"@(example\.(com|org|net)|[\w.-]*\.example|localhost|test|invalid)$")
@@ -94,19 +98,22 @@ def _rule_sub(kind: str, rx: re.Pattern, text: str) -> tuple[str, int]:
 
 
 def redact_emails(text: str) -> tuple[str, int]:
-    """Personal e-mail addresses → `<email>` (role and example addresses stay)."""
+    """Personal e-mail addresses → `<email>` (role and example addresses stay, and so does the
+    user@host of a URL)."""
     if "@" not in text:
         return text, 0
-    n = 0
-
-    def repl(m: re.Match) -> str:
-        nonlocal n
-        line = m.string[m.string.rfind("\n", 0, m.start()) + 1:m.start()]
-        if _NOT_PERSONAL.search(m.group(0)) or re.search(r"://\S*$", line):  # a URL's user@host
-            return m.group(0)
-        n += 1
-        return EMAIL_PLACEHOLDER
-    return EMAIL.sub(repl, text), n
+    out, last, n, at = [], 0, 0, text.find("@")
+    while at != -1:
+        local = _LOCAL.search(text, max(last, at - 64), at)
+        domain = _DOMAIN.match(text, at + 1)
+        if local and domain and (local.start() == 0 or text[local.start() - 1] not in "._%+-"):
+            address = text[local.start():domain.end()]
+            line = text[text.rfind("\n", 0, local.start()) + 1:local.start()]
+            if not _NOT_PERSONAL.search(address) and not re.search(r"://\S*$", line):
+                out += [text[last:local.start()], EMAIL_PLACEHOLDER]
+                last, n = domain.end(), n + 1
+        at = text.find("@", max(at + 1, last))
+    return "".join(out) + text[last:], n
 
 
 def _false_positive(kind: str, line: str, value: str) -> bool:

@@ -275,8 +275,9 @@ def _not_generated(diffs: list[FileDiff], old: dict[str, bytes], res: dict) -> l
 def _change_class(diffs: list[FileDiff], old: dict[str, bytes]) -> str:
     """docs | tests | formatting | code (classes.change_class); the new version of a Python
     file is its old one with the hunks applied, computed only when the AST is compared."""
-    removed = "".join(line[1:] + "\n" for d in diffs for h in hunks(d.diff) for line in h.lines if line[:1] == "-")
-    added = "".join(line[1:] + "\n" for d in diffs for h in hunks(d.diff) for line in h.lines if line[:1] == "+")
+    lines = [line for d in diffs for h in hunks(d.diff) for line in h.lines]
+    removed = "".join(line[1:] + "\n" for line in lines if line[:1] == "-")
+    added = "".join(line[1:] + "\n" for line in lines if line[:1] == "+")
     py = [d for d in diffs if d.path.endswith(".py") and d.old_path and d.new_path and d.old_blob in old]
     versions = []
     if len(py) == len(diffs):
