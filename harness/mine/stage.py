@@ -543,7 +543,8 @@ def run(cfg: DictConfig, out: Path) -> dict:
         records = [r for r in records if r["id"] not in superseded] + gh_records
         clock.lap("github")
         extra_chats, extra_fims = extra.load(extra_rows, o, redactor, worker.bench())
-        stats.seen("extra", len(extra_chats))
+        if extra_chats:
+            stats.seen("extra", len(extra_chats))
         records += extra_chats
 
         # exact duplicates go before the split, so the newest fraction counts distinct changes
