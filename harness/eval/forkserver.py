@@ -68,7 +68,7 @@ _null = os.open(os.devnull, os.O_RDWR)
 os.dup2(_null, 0)
 os.dup2(_null, 1)
 os.close(_null)
-import builtins, ctypes, resource, select, shutil, signal, time, types
+import builtins, ctypes, fcntl, resource, select, shutil, signal, time, types
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # as pid 1 (bwrap) a handler would let it in
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
@@ -291,7 +291,7 @@ def run(job, program, timeout, limits):
     if pid == 0:
         for fd in (rep_r, ans_w, trip_r):
             os.close(fd)
-        os.dup(trip_w)
+        fcntl.fcntl(trip_w, fcntl.F_DUPFD, max(rep_w, ans_r) + 1)
         run_child(work, limits, rep_w, ans_r)
     for fd in (rep_w, ans_r, trip_w):
         os.close(fd)
