@@ -117,13 +117,15 @@ def enclosing(lines: list[str], lo: int, hi: int, ind: list[int] | None = None) 
     return None
 
 
-def regions(f: FileDiff, old: list[str] | None, level: int, context_lines: int) -> list[Region]:
+def regions(f: FileDiff, old: list[str] | None, level: int, context_lines: int,
+            ind: list[int] | None = None) -> list[Region]:
     """The old-file regions shown for `f` at context `level` (0: the enclosing Python function
     or class, else ±context_lines; 1: ±_NARROW lines; 2: the hunk's own lines), merged where
     they overlap; each holds its hunks whole."""
     hs = hunks(f.diff)
     n = len(old) if old is not None else 0
-    ind = indents(old) if old is not None and level == 0 and f.path.endswith(".py") else None
+    if ind is None and old is not None and level == 0 and f.path.endswith(".py"):
+        ind = indents(old)
     spans = []
     for h in hs:
         a, b = _old_range(h)
@@ -177,9 +179,8 @@ class _FileView:
 
 
 def _view(f: FileDiff, old: list[str] | None, level: int, context_lines: int, fmt: str,
-          redact: Callable[[str, str], str]) -> _FileView:
-    """What one file shows and answers at one context level; only what is shown of its old
-    text goes through `redact` (its hunks come from the redacted diff)."""
+          ind: list[int] | None) -> _FileView:
+    """What one file shows and answers at one context level (not yet redacted)."""
     path = f.path
     if f.new_path is None:  # deleted: nothing to write but the fact
         return _FileView("", f"--- {f.old_path} (deleted)\n")
@@ -189,16 +190,16 @@ def _view(f: FileDiff, old: list[str] | None, level: int, context_lines: int, fm
             body = (f"{path}\n<<<<<<< SEARCH\n=======\n{new}>>>>>>> REPLACE\n" if fmt == "search_replace"
                     else f"--- {path} (new file)\n{new}")
             return _FileView("", body)
-    rs = regions(f, old, level, context_lines)
+    rs = regions(f, old, level, context_lines, ind)
     shown, response = [], []
     moved = f" (renamed from {f.old_path})" if f.old_path != f.new_path else ""
     for r in rs:
         before = old[r.lo - 1:r.hi] if old is not None else [x for h in r.hunks for x in h.before]
-        shown.append(f"--- {f.old_path} (lines {r.lo}-{r.hi})\n" + redact(_block(before), f.old_path))
+        shown.append(f"--- {f.old_path} (lines {r.lo}-{r.hi})\n" + _block(before))
         if fmt == "region" and old is not None:
             start, new = _new_text(old, r)
             end = start + len(new) - 1
-            response.append(f"--- {path} (lines {start}-{max(start, end)}){moved}\n" + redact(_block(new), path))
+            response.append(f"--- {path} (lines {start}-{max(start, end)}){moved}\n" + _block(new))
         elif fmt == "region":
             response += [f"--- {path} (lines {h.new_start}-{h.new_start + max(h.new_len, 1) - 1}){moved}\n"
                          + _block(h.after) for h in r.hunks]
@@ -222,9 +223,11 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
     most `max_parts`), or "too_long" (nothing fits: no pair)."""
     if fmt not in FORMATS:
         raise ValueError(f"target format {fmt!r}: expected one of {FORMATS}")
-    # only what is shown is redacted (whole old files cost 5x more on a real history: click's
-    # core.py is 3,000 lines, of which a record shows one function)
+    # pairs are cut from the code as it is, and only the chosen ones are redacted (once each:
+    # redacting every view tried, or whole old files, was most of mining's time on a real
+    # history); a placeholder's length differs from its secret's by a few characters
     old: dict[int, list[str] | None] = {}
+    inds: dict[int, list[int]] = {}
     for f in files:
         text = f.before() if f.before is not None and f.old_path else None
         lines = text.split("\n") if text is not None else None
@@ -234,7 +237,11 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
 
     def view(f: FileDiff, level: int) -> _FileView:
         if (id(f), level) not in views:
-            views[id(f), level] = _view(f, old[id(f)], level, context_lines, fmt, redact)
+            lines = old[id(f)]
+            if lines is not None and f.path.endswith(".py") and id(lines) not in inds:
+                inds[id(lines)] = indents(lines)
+            ind = inds.get(id(lines)) if lines is not None else None
+            views[id(f), level] = _view(f, lines, level, context_lines, fmt, ind)
         return views[id(f), level]
 
     def best(req: str, fs: list[FileDiff]) -> Pair | None:
@@ -244,8 +251,14 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
                 return p
         return None
 
+    def scrubbed(p: Pair) -> Pair:
+        where = p.files[0] if p.files else "message.txt"
+        p.context = redact(p.context, where) if p.context else ""
+        p.response = redact(p.response, where) if fmt == "region" else p.response  # else from the redacted diff
+        return p
+
     if whole := best(request, files):
-        return [whole], "whole"
+        return [scrubbed(whole)], "whole"
     parts: list[Pair] = []
     for f in files:
         if len(parts) >= max_parts:
@@ -269,7 +282,7 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
                 todo[:0] = [Region(*_old_range(h)[:1], max(_old_range(h)), [h]) for h in r.hunks]
     if not parts:
         return [], "too_long"
-    return parts, "split"
+    return [scrubbed(p) for p in parts], "split"
 
 
 _META = re.compile(r"^(--- .* \((lines \d+-\d+|new file|deleted)\)( \(renamed from .*\))?|"
