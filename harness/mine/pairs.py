@@ -29,9 +29,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness.mine.classes import DOCS, TESTS
+from harness.mine.filters import path_skipped
 from harness.mine.records import FileDiff, Hunk, hunks, unified_diff
 
 FORMATS = ("search_replace", "region", "diff")
+_CODE = (".py", ".pyi", ".js", ".ts", ".tsx", ".jsx", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc", ".cpp",
+         ".hpp", ".cs", ".rb", ".php", ".swift", ".scala", ".sh", ".sql", ".lua", ".r", ".jl")
 HEADER = "\n\nThe code before the change:\n"
 _DEF = re.compile(r"^(\s*)(?:async\s+def|def|class)\s+\w")
 # fallback contexts after the first: a window of this many lines, then the hunk's own context
@@ -260,7 +264,9 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
     if whole := best(request, files):
         return [scrubbed(whole)], "whole"
     parts: list[Pair] = []
-    for f in files:
+    # the code first, then its tests, then the rest (docs, config): `max_parts` cuts the last
+    for f in sorted(files, key=lambda f: (path_skipped(f.path, DOCS) or not f.path.endswith(_CODE),
+                                          path_skipped(f.path, TESTS))):
         if len(parts) >= max_parts:
             break
         req = f"{request}\n\nMake the part of this change that belongs in `{f.path}`."
