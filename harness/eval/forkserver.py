@@ -21,12 +21,15 @@ When ``exec`` of the program returns (every top-level statement ran, no exceptio
 child writes ``E`` on a report pipe; only then does the server draw a fresh random token
 (after the fork, so no copy of it exists in the program's source, in the child's memory or in
 the server frames it inherited), send it once on an answer pipe, and expect it echoed back.
-Any other byte on the report pipe spoils the job. Only then are non-daemon threads joined and
-atexit handlers run, as the interpreter would. After a failed test (an exception or
-``SystemExit``) the child closes the handshake pipes first, prints the traceback and exits at
-once: no thread is joined, no atexit handler runs, and nothing later can complete the
-handshake. The server is not dumpable, so a program running as the same uid can neither
-ptrace it nor read its memory or fds through /proc.
+Any other byte on the report pipe spoils the job, and so does any byte on a tripwire pipe whose
+write ends sit on both sides of the report pipe's (fd numbers below and above it). Only then
+are non-daemon threads joined and atexit handlers run, as the interpreter would. After a
+failed test (an exception or ``SystemExit``) the child closes the handshake pipes first,
+prints the traceback and exits at once: no thread is joined, no atexit handler runs, and
+nothing later can complete the handshake. (A program that closes or replaces the handshake's
+fds cannot pass.) The server is not dumpable, so a program running as the same uid can neither
+ptrace it nor read its memory or fds through /proc; under bwrap it is its pid namespace's
+init, which the kernel keeps from being killed or stopped from inside.
 
 What stays out of reach in-process, and why: the program and the code that reports its end
 share one interpreter, so anything that code does the program can do first. A program
@@ -38,7 +41,7 @@ process the program does not control (e.g. the solution called over RPC from a s
 process), which would change what HumanEval and MBPP measure. What this stops is what a model
 writes by accident or habit and every forgery that needs no knowledge of the harness: a marker
 read from the source or from memory, threads and atexit handlers firing after a failure,
-``exit(0)``, blind writes to every fd.
+``exit(0)``, the handshake answered blindly on the first, the last or every fd.
 
 After each program the server kills the program's process group and, being a child
 subreaper, every process the program left behind (daemons re-parent to it), so nothing
