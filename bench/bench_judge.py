@@ -140,7 +140,8 @@ def commits(n: int, max_lines: int = 40) -> list[dict]:
     return out
 
 
-def reliability(model_dir: str, n: int, cache: Path | None) -> None:
+def reliability(model_dir: str, n: int, cache: Path | None, concurrency: int,
+                timeout_s: float) -> None:
     from harness.eval.judge_reliability import measure
     from harness.serve.app import ServerThread, create_app
 
@@ -148,7 +149,8 @@ def reliability(model_dir: str, n: int, cache: Path | None) -> None:
     answers = [JudgeItem(r["id"], r["instruction"], r["response"], r["response"]) for r in records]
     start = time.perf_counter()
     with ServerThread(create_app(model_dir, served_name="base")) as server:
-        client = JudgeClient(server.base_url, "base", max_concurrency=4, cache_dir=cache)
+        client = JudgeClient(server.base_url, "base", max_concurrency=concurrency,
+                             timeout_s=timeout_s, cache_dir=cache)
         judge = Judge(load_rubric(RUBRIC), client, output="choice", guided_choice=True)
         summary, _ = measure(judge, records, answers)
     seconds = time.perf_counter() - start
@@ -175,9 +177,11 @@ def main() -> None:
     parser.add_argument("--reliability", metavar="MODEL_DIR",
                         help="measure this local model's reliability as the judge instead")
     parser.add_argument("--cache", type=Path, help="judge cache for --reliability (default: none)")
+    parser.add_argument("--timeout", type=float, default=120, help="--reliability: per request (s)")
     args = parser.parse_args()
     if args.reliability:
-        return reliability(args.reliability, args.items, args.cache)
+        return reliability(args.reliability, args.items, args.cache, args.concurrency[0],
+                           args.timeout)
     items = workload(args.items)
     proc, url = start_server(args.latency)
     try:

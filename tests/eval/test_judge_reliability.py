@@ -107,7 +107,7 @@ def test_a_position_biased_judge_cannot_decide_the_gate(tmp_path):
 def test_a_random_judge_cannot_decide_the_gate(tmp_path):
     summary, verdict, check, _ = judged_run(tmp_path, random_judge)
     r = summary["reliability"]["criteria"]["convention_adherence"]
-    assert r["accuracy"] < 0.75 and r["pairwise_accuracy"] < 0.5
+    assert r["accuracy"] < 0.8 and r["pairwise_accuracy"] < 0.5
     assert verdict["checks"] == {"convention_adherence": "inconclusive"}
     assert verdict["verdict"] == "inconclusive"
     assert "judge unreliable" in check["reason"] and "accuracy" in check["reason"]
@@ -159,7 +159,7 @@ def test_the_report_shows_reliability_beside_the_scores_and_warns_of_length_bias
     row = next(line for line in section.splitlines() if line.startswith("| convention_adherence | 20 |"))
     assert row.startswith("| convention_adherence | 20 | 1.000 | 0.000 | 0.000 | 1.000 | 0.000 | 1.000 |")
     assert row.endswith("| **unreliable** |")
-    assert "min_accuracy 0.75" in section and "inconclusive: judge unreliable" in section
+    assert "min_accuracy 0.8" in section and "inconclusive: judge unreliable" in section
     # the candidate's answers (GOOD, longer) score higher: a strong length correlation
     assert "**Warning: length bias.**" in section and "convention_adherence: Spearman rho 1.00" in section
     assert "model under test" not in md  # a separate judge: no such caveat

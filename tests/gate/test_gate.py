@@ -139,7 +139,7 @@ def test_an_unreliable_judge_makes_its_check_inconclusive_with_the_figures(cfg, 
     assert judge["judge_reliability"]["figures"]["first_position_rate"] == 1.0
     assert judge["judge_reliability"]["warnings"] == [
         "length bias: score vs response length Spearman rho 0.80 (|rho| > 0.5)"]
-    assert verdict_of(tmp_path)["judge_reliability"]["min_accuracy"] == 0.75
+    assert verdict_of(tmp_path)["judge_reliability"]["min_accuracy"] == 0.8
     # the non-judge checks are untouched
     assert all("judge_reliability" not in c for c in verdict_of(tmp_path)["checks"]
                if c["name"] != "convention_adherence")

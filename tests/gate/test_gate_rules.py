@@ -92,7 +92,7 @@ def test_a_gate_the_rule_cannot_apply_is_refused(edit, message):
         validate(gate)
 
 
-THRESHOLDS = {"min_pairs": 8, "min_accuracy": 0.75, "min_pairwise_accuracy": 0.5,
+THRESHOLDS = {"min_pairs": 8, "min_accuracy": 0.8, "min_pairwise_accuracy": 0.5,
               "min_position_consistency": 0.75, "max_first_position_bias": 0.2,
               "min_self_tie_rate": 0.5, "max_length_correlation": 0.5}
 
@@ -103,7 +103,7 @@ def test_judge_reliability_names_every_shortfall_and_null_turns_a_requirement_of
                     "self_tie_rate": 0.3, "length_correlation": -0.6}
     r = judge_reliability(random_judge, THRESHOLDS)
     assert not r["reliable"]
-    assert r["shortfalls"] == ["accuracy 40% < 75%", "pairwise accuracy 10% < 50%",
+    assert r["shortfalls"] == ["accuracy 40% < 80%", "pairwise accuracy 10% < 50%",
                                "position consistency 35% < 75%", "self tie rate 30% < 50%"]
     assert r["warnings"] == ["length bias: score vs response length Spearman rho -0.60 (|rho| > 0.5)"]
     lenient = {k: None for k in THRESHOLDS}
@@ -111,7 +111,7 @@ def test_judge_reliability_names_every_shortfall_and_null_turns_a_requirement_of
     # a figure that was not measured (pairwise judging off) falls short of its threshold
     absolute_only = {**random_judge, "accuracy": 0.9, "pairwise_accuracy": None,
                      "position_consistency": None, "first_position_rate": None, "self_tie_rate": None}
-    only_accuracy = {**lenient, "min_accuracy": 0.75}
+    only_accuracy = {**lenient, "min_accuracy": 0.8}
     assert judge_reliability(absolute_only, only_accuracy)["reliable"]
     assert judge_reliability(absolute_only, {**only_accuracy, "min_self_tie_rate": 0.5})[
         "shortfalls"] == ["self tie rate n/a < 50%"]
