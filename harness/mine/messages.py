@@ -42,6 +42,16 @@ _VERB_THING = re.compile(
     r"cleanup|clean up|changes to|more|improve[sd]?)\s+(the\s+)?\S+\s*[.!]*\s*$",
     re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+# "nice and cleanup", "improvements to index", "small tweaks": a vague head and at most one
+# word that says what changed (file names say where, not what)
+_VAGUE = {"improvement", "improvements", "improve", "improved", "improves", "cleanup", "cleanups", "clean",
+          "cleaning", "tweak", "tweaks", "tweaked", "change", "changes", "changed", "update", "updates",
+          "updated", "updating", "fix", "fixes", "fixed", "fixing", "misc", "minor", "small", "nice", "more",
+          "better", "refactor", "refactored", "refactoring", "polish", "polished", "edit", "edits", "work",
+          "stuff", "various", "some", "few", "little", "bit", "things", "tidy", "tidying", "typo", "typos"}
+_FILLER = {"and", "to", "the", "a", "an", "of", "for", "in", "on", "with", "up", "some", "more", "few",
+           "bit", "little", "small", "minor", "various", "stuff", "things", "it", "this", "that", "etc"}
+_FILE = re.compile(r"^[\w./-]+\.(py|pyi|rst|md|txt|html|css|js|cfg|toml|ya?ml|ini|json|in|sh)$", re.IGNORECASE)
 
 
 def clean(message: str) -> str:
@@ -75,4 +85,8 @@ def quality_reason(message: str, min_chars: int) -> str | None:
         return "low_info_message"
     if len(_WORD.findall(subject)) < 2:  # "#123", "v2", "pep8 stuff.py": no statement of a change
         return "not_an_instruction"
+    words = subject.lower().rstrip(".!").split()
+    said = [w for w in words[1:] if w not in _FILLER and w not in _VAGUE and not _FILE.match(w)]
+    if words[0].strip(",:") in _VAGUE and len(said) <= 1 and len(text.splitlines()) == 1:
+        return "low_info_message"
     return None

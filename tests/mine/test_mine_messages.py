@@ -37,6 +37,12 @@ Co-authored-by: Bob B <bob@example.com>
     ("pep8", "short_message"),
     ("#1234 #1235 #1236", "not_an_instruction"),
     ("Signed-off-by: Ann A <ann@example.com>", "short_message"),  # nothing left once cleaned
+    ("nice and cleanup", "low_info_message"),
+    ("improvements to index", "low_info_message"),
+    ("Small tweaks to setup.py", "low_info_message"),
+    ("Added Context.scope", None),  # terse, but it says what
+    ("document defaults", None),
+    ("Improve the retry backoff for idle pools", None),
     ("Add retries to the HTTP adapter", None),
     ("Fixed the off-by-one in the pager", None),  # descriptive is fine
     ("Update README.md\n\nDocument the new --color flag and its default.", None),  # the body explains
