@@ -37,8 +37,9 @@ FORMAT_VERSION = 1
 
 def files_sha256(root: Path) -> dict[str, str]:
     """sha256 of every file under `root` except the manifest, by relative path."""
-    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "manifest.json"}
+    from harness.registry.store import file_hashes
+
+    return {k: v for k, v in file_hashes(root).items() if k != "manifest.json"}
 
 
 def check_files(root: Path, manifest: dict) -> None:
@@ -183,7 +184,8 @@ def run_export(cfg: DictConfig) -> dict:
     end_of_turn = None
     if cfg.export.source == "run" and (Path(cfg.run_dir) / "train" / "manifest.json").exists():
         end_of_turn = (read_json(Path(cfg.run_dir) / "train" / "manifest.json").get("chat_template") or {}).get("end_of_turn")
-    fim_cfg = OmegaConf.to_container(cfg.model.fim, resolve=True) if cfg.model.get("fim") else None
+    fim = cfg.model.get("fim")
+    fim_cfg = OmegaConf.to_container(fim, resolve=True) if OmegaConf.is_config(fim) else None
     vocab = read_vocab(merged_dir, config["vocab_size"], fim_cfg, end_of_turn)
     fim_names = _fim_names(tokenizer, vocab)
 
@@ -268,9 +270,9 @@ class Checks:
         self.expected_ids = dict(vocab.special_ids)
         self.settings = OmegaConf.to_container(cfg.export.verify, resolve=True)
         m = cfg.export.mini_eval
-        self.holes = minieval.held_out(Path(cfg.run_dir), m.items, m.context_lines,
+        self.holes = minieval.held_out(Path(cfg.run_dir), m.holes, m.context_lines,
                                        m.max_middle_lines, m.seed)
-        self.mode, self.mini_prompts, stops = (minieval.build_prompts(
+        self.toks, self.mini_prompts, stops = (minieval.build_prompts(
             tokenizer, cfg.model.get("fim"), self.holes, m.max_prompt_tokens)
             if self.holes else (None, [], []))
         self.stop = list(dict.fromkeys([*eos, *stops]))
@@ -282,8 +284,9 @@ class Checks:
             return {"skipped": "the run has no held-out FIM files (runs/<run>/mine/records.jsonl)"}
         m = self.cfg.export.mini_eval
         outputs = verify.greedy(self.merged, self.mini_prompts, m.max_new_tokens, self.stop, self.pad)
-        merged, self.reference = minieval.score(self.tokenizer, self.holes, outputs, self.mode)
-        return {"items": len(self.holes), "mode": self.mode, "max_new_tokens": m.max_new_tokens,
+        merged, self.reference = minieval.score(self.tokenizer, self.holes, outputs, self.toks)
+        return {"items": len(self.holes), "mode": "fim" if self.toks else "left_to_right",
+                "max_new_tokens": m.max_new_tokens,
                 "source": "held-out FIM holes of the run's test-split files", "merged": merged}
 
     def run(self, path: Path, file_type: str) -> dict:
@@ -295,7 +298,7 @@ class Checks:
         if self.holes:
             outs = verify.greedy(model, self.mini_prompts, self.cfg.export.mini_eval.max_new_tokens,
                                  self.stop, self.pad)
-            result["mini_eval"], _ = minieval.score(self.tokenizer, self.holes, outs, self.mode,
+            result["mini_eval"], _ = minieval.score(self.tokenizer, self.holes, outs, self.toks,
                                                     self.reference)
         return result
 

@@ -2,8 +2,8 @@
 test-split commits added, never trained on), completed by the merged model and by each
 exported file, scored the way `harness eval` scores FIM (exact match, edit similarity).
 
-Models without FIM sentinels (SmolLM2) complete the hole from the prefix alone; the output
-is cut to the hole's number of lines before scoring.
+Models without FIM sentinels (SmolLM2, `model.fim: left_to_right`) continue the prefix and
+their next line is scored, as in `harness eval`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.eval import fim_task
-from harness.format.fim import Hole, encode, fim_prompt_ids, fim_tokens
+from harness.format.fim import FimTokens, Hole, fim_tokens, is_left_to_right
 from harness.io import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -28,26 +28,23 @@ def held_out(run_dir: Path, n: int, context_lines: int, max_middle_lines: int, s
     return fim_task.held_out_holes(sources, n, max_middle_lines, context_lines, seed)
 
 
-def build_prompts(tokenizer, fim_cfg, holes: list[tuple[str, Hole]], budget: int) -> tuple[str, list[list[int]], list[int]]:
-    """(mode, prompt ids, extra stop ids): FIM with the model's sentinels, else plain completion."""
-    try:
-        toks = fim_tokens(tokenizer, fim_cfg)
-    except HarnessError:
-        return "completion", [encode(tokenizer, h.prefix)[-budget:] for _, h in holes], []
-    return "fim", [fim_prompt_ids(tokenizer, toks, h.prefix, h.suffix, budget) for _, h in holes], [toks.end]
+def build_prompts(tokenizer, fim_cfg, holes: list[tuple[str, Hole]],
+                  budget: int) -> tuple[FimTokens | None, list[list[int]], list[int]]:
+    """(sentinels or None, prompt ids, extra stop ids), the way `harness eval` prompts: FIM
+    with the model's sentinels, else (`model.fim: left_to_right`, or none found) the prefix."""
+    toks = None
+    if not is_left_to_right(fim_cfg):
+        try:
+            toks = fim_tokens(tokenizer, fim_cfg)
+        except HarnessError:
+            log.info("mini-eval: no FIM sentinels, so holes are completed left to right")
+    return toks, fim_task.prompts(tokenizer, toks, holes, budget), [toks.end] if toks else []
 
 
-def _cut(text: str, hole: Hole, mode: str) -> str:
-    if mode == "completion":
-        return "".join(text.splitlines(keepends=True)[:max(1, hole.middle.count("\n"))])
-    return text
-
-
-def score(tokenizer, holes: list[tuple[str, Hole]], outputs: list[list[int]], mode: str,
-          reference: list[str] | None = None) -> tuple[dict, list[str]]:
-    """Mean FIM metrics of `outputs` (token ids), and agreement with the reference texts."""
-    texts = [_cut(tokenizer.decode(o, skip_special_tokens=True), h, mode)
-             for (_, h), o in zip(holes, outputs, strict=True)]
+def score(tokenizer, holes: list[tuple[str, Hole]], outputs: list[list[int]],
+          toks: FimTokens | None, reference: list[str] | None = None) -> tuple[dict, list[str]]:
+    """Mean FIM metrics of `outputs` (token ids), and how often they equal the reference's."""
+    texts = [fim_task.answer(tokenizer.decode(o, skip_special_tokens=True), toks) for o in outputs]
     rows = [fim_task.score(h.middle, t) for (_, h), t in zip(holes, texts, strict=True)]
     metrics = {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]}
     if reference is not None:
