@@ -192,7 +192,7 @@ def judge_reliability(ev: dict) -> list:
                      r.get("position_consistency"), r.get("first_position_rate"),
                      r.get("self_tie_rate"), (lengths.get(name) or {}).get("spearman"),
                      "no check" if check is None else
-                     "reliable" if check["judge_reliability"]["reliable"] else "**unreliable**"])
+                     "reliable" if check["judge_reliability"]["reliable"] else "unreliable"])
     out += [Para("Measured on this run's held-out items: the team's real change against spoiled "
                  "copies (lines shuffled, another request's change, truncated, the request "
                  "ignored) graded absolutely (accuracy) and compared in both orders (pairwise "

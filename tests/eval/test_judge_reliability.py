@@ -158,7 +158,7 @@ def test_the_report_shows_reliability_beside_the_scores_and_warns_of_length_bias
     assert section.index("| criterion | answers |") < section.index("### How far the judge")
     row = next(line for line in section.splitlines() if line.startswith("| convention_adherence | 20 |"))
     assert row.startswith("| convention_adherence | 20 | 1.000 | 0.000 | 0.000 | 1.000 | 0.000 | 1.000 |")
-    assert row.endswith("| **unreliable** |")
+    assert row.endswith("| unreliable |")
     assert "min_accuracy 0.8" in section and "inconclusive: judge unreliable" in section
     # the candidate's answers (GOOD, longer) score higher: a strong length correlation
     assert "**Warning: length bias.**" in section and "convention_adherence: Spearman rho 1.00" in section
