@@ -54,6 +54,7 @@ import contextlib
 import os
 import select
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -404,11 +405,19 @@ class ForkServer:
         return Reply(None if code == "timeout" else int(code), err_text, ended == "1")
 
     def close(self) -> None:
-        """Stop the server and everything under it (its session)."""
+        """Stop the server and everything under it, and wait until it is gone: its session,
+        and the processes bwrap started in a session of their own (its pid namespace's init,
+        which dies with bwrap, but only a moment later)."""
         if self.proc is not None:
+            inner = _pidfds(_children(self.proc.pid))  # held open: a pid reused meanwhile is safe
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, 9)
             self.proc.wait()
+            for fd in inner:
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+                select.select([fd], [], [], 10)  # readable once the process has exited
+                os.close(fd)
             for f in (self.proc.stdin, self.proc.stdout):
                 with contextlib.suppress(OSError):
                     f.close()
@@ -461,3 +470,18 @@ class ForkServer:
             return self.log_path.read_text(errors="replace")[-2000:]
         except OSError:
             return ""
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _pidfds(pids: list[int]) -> list[int]:
+    fds = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fds.append(os.pidfd_open(pid))
+    return fds

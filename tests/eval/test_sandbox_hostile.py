@@ -310,8 +310,8 @@ TIMEOUTS = {"infinite_loop", "ignore_cpu_and_term_signals"}
 
 def program(name: str, host: dict) -> str:
     return CORPUS[name].format(files=host["files"], unix=host["unix"], port=host["port"],
-                               outside=OUTSIDE, tag=TAG, canary_reversed=CANARY[::-1], procs=2 * MAX_PROCS,
-                               memory=2 * MEMORY_MB, sleep=_sleep_arg(name))
+                               outside=OUTSIDE, tag=TAG, canary_reversed=CANARY[::-1],
+                               procs=2 * MAX_PROCS, memory=2 * MEMORY_MB, sleep=_sleep_arg(name))
 
 
 def _sleep_arg(name: str) -> str:
@@ -358,6 +358,9 @@ def test_nothing_outlives_the_run(box, host):
     bases = [s.base for s in box._servers]
     box.close()
     assert [b for b in bases if b.exists()] == []
+    # every process a program starts has its HOME under its server's scratch dir
+    homes = [f"HOME={b}".encode() for b in bases]
+    assert [e for e in _environs() if any(v.startswith(h) for v in e for h in homes)] == []
 
 
 def test_programs_running_side_by_side_cannot_reach_each_other():
@@ -385,6 +388,17 @@ def test_programs_running_side_by_side_cannot_reach_each_other():
         sandbox.close()
     assert first.status == second.status == "failed"
     assert "alone" in second.error, second
+
+
+def _environs() -> list[list[bytes]]:
+    out = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit():
+                out.append((proc / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            pass
+    return out
 
 
 def _cmdlines() -> list[list[str]]:
