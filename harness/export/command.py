@@ -62,43 +62,58 @@ def _link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link)
 
 
-def _merge_registry_live(cfg: DictConfig, out: Path) -> dict:
-    """The registry's live adapter merged into its base model (as `harness merge` does)."""
-    from harness.models.load import load_model, load_tokenizer
-    from harness.registry.store import Registry
+def _adapter_to_export(cfg: DictConfig) -> dict:
+    """Base model, adapter and where they come from: the run's trained adapter (as it is: an
+    export never retrains) or the registry's live version."""
+    if cfg.export.source == "registry":
+        from harness.registry.store import Registry
 
-    reg = Registry(cfg.registry.dir)
-    names = reg.names()
-    name = cfg.registry.name or (names[0] if len(names) == 1 else None)
-    live = reg.live(name) if name else None
-    if live is None:
-        raise HarnessError(f"export.source=registry: the registry {reg.root} has "
-                           f"{names or 'no live adapters'}. Fix: registry.name=<name>.")
-    info = read_json(live / "inference.json")
-    model = load_model(info["base_model"]["ref"], cfg.model, adapter=str(live / "adapter"), merge=True)
-    load_tokenizer(str(live / "adapter"), cfg.model).save_pretrained(str(out))
-    model.save_pretrained(str(out))
-    return {"registry": str(reg.root.resolve()), "name": name, "version": info["version"],
-            "run": info["source"]["run"], "adapter_sha256": info["adapter_sha256"],
-            "base_model": info["base_model"]["ref"]}
+        reg = Registry(cfg.registry.dir)
+        names = reg.names()
+        name = cfg.registry.name or (names[0] if len(names) == 1 else None)
+        live = reg.live(name) if name else None
+        if live is None:
+            raise HarnessError(f"export.source=registry: the registry {reg.root} has "
+                               f"{names or 'no live adapters'}. Fix: registry.name=<name>.")
+        info = read_json(live / "inference.json")
+        return {"base_model": info["base_model"]["ref"], "adapter": str(live / "adapter"),
+                "adapter_sha256": info["adapter_sha256"], "end_of_turn": None,
+                "registry": str(reg.root.resolve()), "name": name, "version": info["version"],
+                "run": info["source"]["run"]}
+    if cfg.export.source != "run":
+        raise HarnessError(f"export.source={cfg.export.source!r}: use run or registry.")
+    from harness.stages import require_output
+
+    train = require_output(cfg, "train")
+    manifest = read_json(train / "manifest.json")
+    return {"base_model": manifest["base_model"], "adapter": str(train / "adapter"),
+            "adapter_sha256": manifest["adapter_sha256"], "run": cfg.run_name,
+            "end_of_turn": (manifest.get("chat_template") or {}).get("end_of_turn")}
 
 
 def merged_model(cfg: DictConfig, work: Path) -> tuple[Path, dict]:
-    """The merged HF directory to export, and where it came from."""
-    if cfg.export.source == "registry":
-        out = work / "registry-merged"
-        if not (out / "source.json").exists():
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True)
-            atomic_write_json(out / "source.json", _merge_registry_live(cfg, out))
-        return out, read_json(out / "source.json")
-    if cfg.export.source != "run":
-        raise HarnessError(f"export.source={cfg.export.source!r}: use run or registry.")
-    from harness.train.merge import merge
+    """The merged HF directory to export (`harness merge`'s when it holds this adapter, else
+    merged here the same way), and where it came from."""
+    from harness.models.load import load_model, load_tokenizer
+    from harness.train.merge import _stop_at_end_of_turn
 
-    summary = merge(cfg)
-    return Path(summary["path"]), {"run": cfg.run_name, "adapter_sha256": summary["adapter_sha256"],
-                                   "base_model": summary["base_model"]}
+    source = _adapter_to_export(cfg)
+    done = Path(cfg.run_dir) / "merged" / "merge.json"
+    if (cfg.export.source == "run" and done.exists()
+            and read_json(done)["adapter_sha256"] == source["adapter_sha256"]):
+        return done.parent, source
+    out = work / "merged-model"
+    if (out / "source.json").exists() and read_json(out / "source.json") == source:
+        return out, source
+    shutil.rmtree(out, ignore_errors=True)
+    log.info("merging %s into %s", source["adapter"], source["base_model"])
+    model = load_model(source["base_model"], cfg.model, adapter=source["adapter"], merge=True)
+    tokenizer = load_tokenizer(source["adapter"], cfg.model)
+    _stop_at_end_of_turn(model, tokenizer, source["end_of_turn"])
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    atomic_write_json(out / "source.json", source)
+    return out, source
 
 
 def vllm_readme(merged: Path, name: str, config: dict) -> tuple[str, str]:
@@ -166,27 +181,25 @@ def run_export(cfg: DictConfig) -> dict:
         raise HarnessError(f"export.ollama.type={e.ollama.type} is not among export.types={types}.")
     out = Path(cfg.run_dir) / "export"
     work = out.with_name("export.partial")
-    work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    merged_dir, source = merged_model(cfg, work)
-    timings["merge_s"] = time.perf_counter() - t0
-    merged_sha = (read_json(merged_dir / "merge.json")["merged_sha256"]
-                  if (merged_dir / "merge.json").exists() else stable_hash(files_sha256(merged_dir)))
     settings = OmegaConf.to_container(e, resolve=True)
-    key = stable_hash({"merged": merged_sha, "settings": settings, "version": FORMAT_VERSION})
+    source = _adapter_to_export(cfg)
+    key = stable_hash({"source": source, "settings": settings, "version": FORMAT_VERSION,
+                       "model": OmegaConf.to_container(cfg.model, resolve=True)})
     if (out / "manifest.json").exists() and read_json(out / "manifest.json").get("key") == key:
         log.info("export up to date: %s", out.resolve())
         return read_json(out / "manifest.json")
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    merged_dir, source = merged_model(cfg, work)
+    timings["merge_s"] = time.perf_counter() - t0
+    merged_sha = stable_hash(files_sha256(merged_dir))
 
     config = json.loads((merged_dir / "config.json").read_text(encoding="utf-8"))
     tokenizer = load_tokenizer(str(merged_dir))
-    end_of_turn = None
-    if cfg.export.source == "run" and (Path(cfg.run_dir) / "train" / "manifest.json").exists():
-        end_of_turn = (read_json(Path(cfg.run_dir) / "train" / "manifest.json").get("chat_template") or {}).get("end_of_turn")
     fim = cfg.model.get("fim")
     fim_cfg = OmegaConf.to_container(fim, resolve=True) if OmegaConf.is_config(fim) else None
-    vocab = read_vocab(merged_dir, config["vocab_size"], fim_cfg, end_of_turn)
+    vocab = read_vocab(merged_dir, config["vocab_size"], fim_cfg, source["end_of_turn"])
     fim_names = _fim_names(tokenizer, vocab)
 
     gguf_dir = work / "gguf"
@@ -231,8 +244,9 @@ def run_export(cfg: DictConfig) -> dict:
     readme, command = vllm_readme(out / "merged", name, config)
     if not (work / "merged").exists():
         _link_tree(merged_dir, work / "merged")
+        (work / "merged" / "source.json").unlink(missing_ok=True)
     atomic_write_text(work / "merged" / "README.md", readme)
-    shutil.rmtree(work / "registry-merged", ignore_errors=True)
+    shutil.rmtree(work / "merged-model", ignore_errors=True)
     for tmp in [*work.glob(".*.json"), *gguf_dir.glob(".*.json")]:
         tmp.unlink()
 

@@ -113,11 +113,14 @@ def read_vocab(hf_dir: Path, n_vocab: int, fim: dict | None = None,
                            f"its vocabulary and merges. Fix: save the tokenizer with "
                            f"`save_pretrained` from a fast tokenizer.")
     tj = json.loads(path.read_text(encoding="utf-8"))
-    model = tj.get("model") or {}
-    if model.get("type") != "BPE" or model.get("byte_fallback") or (tj.get("decoder") or {}).get("type") != "ByteLevel":
+    model, decoder = tj.get("model") or {}, tj.get("decoder") or {}
+    decoders = [d.get("type") for d in decoder.get("decoders", [decoder])]
+    # byte_fallback never fires in a byte-level vocabulary (every byte has its own token);
+    # transformers sets it on tokenizers it converts from GGUF (the SmolLM2 import)
+    if model.get("type") != "BPE" or "ByteLevel" not in decoders:
         raise HarnessError(f"{path}: only byte-level BPE tokenizers (GPT-2 style, as Qwen2.5, "
                            f"SmolLM2 and Llama 3 use) are exported; this one is "
-                           f"{model.get('type')} with a {(tj.get('decoder') or {}).get('type')} decoder.")
+                           f"{model.get('type')} with {decoders} decoders.")
     tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
     by_id = {i: t for t, i in tokenizer.get_vocab().items()}
     if len(by_id) > n_vocab:

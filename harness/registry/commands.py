@@ -13,13 +13,14 @@ import datetime as dt
 import getpass
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
 from harness.io import read_json, sha256_file, sha256_tree
-from harness.registry.store import Registry, check_name
+from harness.registry.store import Registry, check_name, file_hashes
 from harness.stages import require_output
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,11 @@ def inference_manifest(run_dir: Path, out: dict[str, Path], manifest: dict, verd
 
 
 def promote_run(run_dir: str | Path, registry_dir: str | Path, name: str | None = None,
-                force: bool = False, reason: str | None = None) -> dict:
-    """Promote the adapter of the finished run in `run_dir`; returns the recorded event."""
+                force: bool = False, reason: str | None = None,
+                export: Callable[[], Path] | None = None) -> dict:
+    """Promote the adapter of the finished run in `run_dir`; returns the recorded event.
+    `export` (called once the run may be promoted) returns its verified export directory,
+    which the registry keeps beside the adapter."""
     run_dir = Path(run_dir)
     out = _outputs(run_dir)
     verdict = read_json(out["gate"] / "verdict.json")
@@ -108,9 +112,22 @@ def promote_run(run_dir: str | Path, registry_dir: str | Path, name: str | None 
     name = check_name(name or read_json(out["mine"] / "mine_stats.json")["repo"])
     event = {**_event("promote", reason), "run": run_dir.name, "run_dir": str(run_dir.resolve()),
              "decision": decision, "forced": decision != "deploy", "adapter_sha256": adapter_sha}
+    inference = inference_manifest(run_dir, out, manifest, verdict)
+    exported = export() if export is not None else None
+    if exported is not None:
+        inference["export"] = export_record(exported)
+        event["export_sha256"] = inference["export"]["manifest_sha256"]
     with Registry.open(registry_dir) as reg:
-        return reg.promote(name, adapter, adapter_sha,
-                           inference_manifest(run_dir, out, manifest, verdict), event)
+        return reg.promote(name, adapter, adapter_sha, inference, event, exported)
+
+
+def export_record(export_dir: Path) -> dict:
+    """What the registry records of an export: every file's checksum and the verification."""
+    manifest = read_json(export_dir / "manifest.json")
+    return {"files_sha256": file_hashes(export_dir),
+            "manifest_sha256": sha256_file(export_dir / "manifest.json"),
+            "gguf": {t: {"file": g["file"], "sha256": g["sha256"],
+                         "status": g["verification"]["status"]} for t, g in manifest["gguf"].items()}}
 
 
 def _only_name(reg: Registry, name: str | None) -> str:
@@ -124,9 +141,17 @@ def _only_name(reg: Registry, name: str | None) -> str:
 
 
 def promote(cfg: DictConfig) -> dict:
-    """`harness promote <run>`: the run is `cfg.run_dir` (run_name=<run>)."""
+    """`harness promote <run>`: the run is `cfg.run_dir` (run_name=<run>); with
+    export.on_promote=true the run is exported (and verified) first."""
     r = cfg.registry
-    return promote_run(cfg.run_dir, r.dir, r.name, r.force, r.reason)
+    export = None
+    if cfg.get("export") is not None and cfg.export.on_promote:
+        from harness.export.command import run_export
+
+        def export() -> Path:
+            run_export(cfg)
+            return Path(cfg.run_dir) / "export"
+    return promote_run(cfg.run_dir, r.dir, r.name, r.force, r.reason, export)
 
 
 def rollback(cfg: DictConfig) -> dict:
@@ -145,10 +170,12 @@ def status(cfg: DictConfig, last: int = 10) -> dict:
         info = read_json(live / "inference.json")
         names[name] = {"live": state["live"], "previous": state["previous"],
                        "run": info["source"]["run"], "decision": info["source"]["decision"],
-                       "adapter": str((live / "adapter").resolve())}
+                       "adapter": str((live / "adapter").resolve()),
+                       "export": str((live / "export").resolve()) if "export" in info else None}
     lines = [f"registry {reg.root.resolve()}"]
     lines += [f"  {n}: {s['live']} (run {s['run']}, verdict {s['decision']}), previous "
-              f"{', '.join(s['previous']) or 'none'}; adapter {s['adapter']}" for n, s in names.items()]
+              f"{', '.join(s['previous']) or 'none'}; adapter {s['adapter']}"
+              + (f"; export {s['export']}" if s["export"] else "") for n, s in names.items()]
     history = reg.history()[-last:]
     lines += ["history:"] + [
         f"  #{e['seq']} {e['at']} {e['action']} {e['name']} → {e['version']} by {e['user']}"
@@ -156,6 +183,23 @@ def status(cfg: DictConfig, last: int = 10) -> dict:
         for e in history]
     print("\n".join(lines))
     return {"names": names, "history": history}
+
+
+def live_exports(registry_dir: str | Path) -> dict[str, str]:
+    """name -> the live version's export directory (versions promoted with an export), each
+    file checked against the checksums recorded at promotion."""
+    reg = Registry(registry_dir)
+    exports = {}
+    for name in reg.names():
+        live = reg.live(name)
+        info = read_json(live / "inference.json")
+        if "export" not in info:
+            continue
+        if file_hashes(live / "export") != info["export"]["files_sha256"]:
+            raise HarnessError(f"{live / 'export'} does not match its recorded checksums: the "
+                               f"registry was modified by hand. Fix: promote the run again.")
+        exports[name] = str((live / "export").resolve())
+    return exports
 
 
 def live_adapters(registry_dir: str | Path, model_ref: str) -> dict[str, str]:

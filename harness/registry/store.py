@@ -31,7 +31,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, atomic_write_text, read_json, respect_umask, sha256_tree
+from harness.io import (
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    respect_umask,
+    sha256_file,
+    sha256_tree,
+)
 
 log = logging.getLogger(__name__)
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -44,6 +51,11 @@ def check_name(name: str) -> str:
                            f"becomes a directory and the `model` field of requests). Fix: set "
                            f"registry.name=<name>.")
     return name
+
+
+def file_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every file under `root`, by relative path."""
+    return {str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _copy(src: str, dst: str) -> str:
@@ -100,8 +112,10 @@ class Registry:
     # ---- writing (inside `open`) ----
 
     def promote(self, name: str, adapter: Path, adapter_sha256: str, inference: dict,
-                event: dict) -> dict:
+                event: dict, export: Path | None = None) -> dict:
         """Make `adapter` the live version of `name`; the previous live one stays, for rollback.
+        `export`: its exported files (GGUF, Modelfile, merged model), kept beside the adapter
+        and checked against `inference["export"]["files_sha256"]`.
         Returns the event recorded (empty when that adapter is already live)."""
         check_name(name)
         state = self.state(name)
@@ -110,7 +124,7 @@ class Registry:
             log.info("%s: %s is already live (same adapter sha256); nothing to do", name, version)
             return {}
         if version is None:
-            version = self._stage_version(name, adapter, adapter_sha256, inference)
+            version = self._stage_version(name, adapter, adapter_sha256, inference, export)
         previous = [state["live"], *state["previous"]] if state else []
         return self._apply(name, version, previous, {**event, "version": version,
                                                      "replaced": state["live"] if state else None})
@@ -145,7 +159,8 @@ class Registry:
                 return version
         return None
 
-    def _stage_version(self, name: str, adapter: Path, sha: str, inference: dict) -> str:
+    def _stage_version(self, name: str, adapter: Path, sha: str, inference: dict,
+                       export: Path | None = None) -> str:
         """Copy the adapter into a new immutable version, verified against its checksum."""
         versions = self.root / name / "versions"
         existing = [int(v[1:]) for v in self.versions(name) if v[1:].isdigit()]
@@ -161,6 +176,14 @@ class Registry:
             raise HarnessError(f"the copy of {adapter} in the registry has sha256 {copied}, "
                                f"expected {sha}: the adapter changed while it was being copied. "
                                f"Nothing was promoted; run the command again.")
+        if export is not None:
+            shutil.copytree(export, partial / "export", copy_function=_copy)
+            respect_umask(partial / "export")
+            if file_hashes(partial / "export") != inference["export"]["files_sha256"]:
+                shutil.rmtree(partial)
+                raise HarnessError(f"the copy of {export} in the registry does not match its "
+                                   f"checksums: it changed while being copied. Nothing was "
+                                   f"promoted; run the command again.")
         atomic_write_json(partial / "inference.json", {**inference, "name": name,
                                                       "version": version, "adapter_sha256": sha})
         partial.rename(versions / version)
