@@ -5,8 +5,9 @@ Every check pairs base and candidate per item (the same problem, hole or change 
 applies the declared rule (harness/gate/rules.py) to the paired statistics. `verdict.json`
 carries every number behind the decision: per check the means, the difference and its CI,
 the relative gain where the rule uses it, McNemar's test for pass/fail metrics, the items
-without a partner, the status and the reason; plus the frozen rule, its hash and time, and
-anything that makes the thresholds untrustworthy. `harness gate` exits with
+without a partner, the status and the reason (for a judge check, also the judge's reliability
+as eval measured it, against the frozen `judge_reliability` thresholds); plus the frozen rule,
+its hash and time, and anything that makes the thresholds untrustworthy. `harness gate` exits with
 rules.EXIT_CODES[decision]: 0 deploy, 3 no-deploy, 4 inconclusive (2: bad input).
 """
 
