@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo negative-control test lint bench clean
 
 $(STAMP): pyproject.toml
 	@# bubblewrap gives the code sandbox network isolation and a read-only root (Debian package)
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/harness run experiment=demo
+
+# The demo's negative control: a harmful candidate (learning rate x10) that the gate must refuse.
+negative-control: $(STAMP)
+	$(VENV)/bin/harness run experiment=demo-harmful
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
