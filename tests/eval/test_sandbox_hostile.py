@@ -78,8 +78,7 @@ OUTSIDE = [f"{d}/{TAG}.w" for d in ("/tmp", "/var/tmp", "/dev/shm", "/dev", "/ru
 
 # (name, program) pairs; each program passes only if its attack succeeded. Formatted with
 # the `host` fixture's values.
-CORPUS = {
-    "read_host_files": """
+READ_HOST_FILES = """
 readable = []
 for path in {files!r} + ['/etc/passwd', '/etc/hostname', '/proc/1/environ']:
     try:
@@ -87,7 +86,9 @@ for path in {files!r} + ['/etc/passwd', '/etc/hostname', '/proc/1/environ']:
     except OSError:
         pass
 assert readable
-""",
+"""
+CORPUS = {
+    "read_host_files": READ_HOST_FILES,
     "exfiltrate_host_files_in_the_error": """
 import glob
 found = []
@@ -191,14 +192,7 @@ assert attached or mem
 import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 libc.unshare(0x10000000)  # CLONE_NEWUSER: root inside, nothing more outside
-readable = []
-for path in {files!r}:
-    try:
-        readable.append(open(path).read())
-    except OSError:
-        pass
-assert readable
-""",
+""" + READ_HOST_FILES,
     "kill_everything_it_can": """
 import os, signal, time
 for pid in (-1, 1, os.getppid()):
