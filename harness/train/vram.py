@@ -21,8 +21,9 @@ fp32 on the CPU):
   copy of its input, and fp32 adapters keep an fp32 copy of each adapted input. With checkpointing only each layer's input (a·h) is kept and one layer is
   recomputed at a time; Unsloth's checkpointing offloads even those inputs to host memory.
 - logits: transformers' `ForCausalLMLoss` upcasts the logits to fp32 and cross-entropy keeps
-  its fp32 log-softmax; the backward pass adds the fp32 gradient of each, so the peak is
-  tokens × vocab × (a + 12) bytes (the bf16 logits the model returns stay alive beside them).
+  its fp32 log-softmax. The trainer drops the model's outputs before backward, so the peak is
+  the log-softmax, its incoming gradient and the gradient it produces: tokens × vocab × 12
+  bytes (forward: the logits, their fp32 copy and the log-softmax, a + 8).
   Unsloth's fused cross-entropy keeps the logits and their gradient only (2a), which is
   Unsloth's documented design, not measured here.
 
@@ -197,7 +198,7 @@ def activation_bytes(shapes: Shapes, s: Setup) -> int:
 
 
 def logits_bytes(shapes: Shapes, s: Setup) -> int:
-    per = 2 * s.dtype_bytes if s.backend == "unsloth" else s.dtype_bytes + 12
+    per = 2 * s.dtype_bytes if s.backend == "unsloth" else max(12, s.dtype_bytes + 8)
     return s.tokens * shapes.vocab * per
 
 
@@ -241,6 +242,60 @@ def describe_fix(shapes: Shapes, old: Setup, new: Setup | None) -> str:
     if new.seq_len != old.seq_len:
         changes.append(f"data.format.max_length={new.seq_len}")
     return "Fix: " + " ".join(changes) + f" (planned {gib(plan(shapes, new).total)})"
+
+
+class PeakMemory:
+    """The peak memory of the code in a `with` block, above what was in use when it began:
+    `torch.cuda.max_memory_allocated` on a GPU (what the plan estimates: tensors, not the CUDA
+    context), else the process's peak RSS, reset through /proc/self/clear_refs. On the CPU it
+    first makes glibc return freed blocks at once, so RSS follows the live tensors (glibc keeps
+    freed heap blocks otherwise: measured up to 2x the tensors' size on a 135M model)."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+        self.peak = 0
+
+    def __enter__(self) -> PeakMemory:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+        else:
+            _return_freed_memory_at_once()
+            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+            self.start = _status_bytes("VmRSS")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.start
+        else:
+            self.peak = _status_bytes("VmHWM") - self.start
+
+
+def _return_freed_memory_at_once() -> None:
+    """glibc's mallopt(M_MMAP_THRESHOLD, 128 KiB): larger blocks are mmapped and unmapped when
+    freed, so RSS follows the live tensors (the same as MALLOC_MMAP_THRESHOLD_=131072)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name:
+        ctypes.CDLL(name).mallopt(-3, 128 * 1024)  # -3: M_MMAP_THRESHOLD
+
+
+def _status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise OSError(f"/proc/self/status has no {field}")
 
 
 def device_memory() -> tuple[str, int]:
