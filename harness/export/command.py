@@ -130,8 +130,9 @@ def vllm_readme(merged: Path, name: str, config: dict) -> tuple[str, str]:
 
 def _ollama(tokenizer, e: DictConfig, name: str, vocab, gguf_name: str,
             fim_names: dict | None) -> tuple[str, dict]:
+    """The Modelfile's text and what the manifest says about it."""
     custom = e.ollama.template
-    pieces = None if custom else chat_pieces(tokenizer)
+    pieces = None if custom or not tokenizer.chat_template else chat_pieces(tokenizer)
     template = str(custom) if custom else go_template(pieces, fim_names)
     stops = [vocab.token("eot"), vocab.token("eos"), *(e.ollama.extra_stops or [])]
     if fim_names:
@@ -139,9 +140,11 @@ def _ollama(tokenizer, e: DictConfig, name: str, vocab, gguf_name: str,
     system = pieces.default_system if pieces else None
     params = OmegaConf.to_container(e.ollama.parameters, resolve=True) if e.ollama.parameters else {}
     text = modelfile(gguf_name, template, stops, system, params)
-    return text, {"file": "gguf/Modelfile", "from": gguf_name, "template": "custom" if custom else
-                  f"translated from the chat template, checked on {len(CHECK_CONVERSATIONS)} "
-                  f"conversations", "fim": bool(fim_names), "stops": [s for s in dict.fromkeys(stops) if s],
+    how = ("custom" if custom else "raw prompt (the model has no chat template)" if pieces is None
+           else f"translated from the chat template, checked on {len(CHECK_CONVERSATIONS)} "
+                "conversations")
+    return text, {"file": "gguf/Modelfile", "from": gguf_name, "template": how,
+                  "fim": bool(fim_names), "stops": [s for s in dict.fromkeys(stops) if s],
                   "system": system, "create": f"cd gguf && ollama create {name} -f Modelfile"}
 
 

@@ -107,25 +107,29 @@ def _literal(text: str) -> str:
     return text.replace("{{", '{{ "{{" }}')
 
 
-def go_template(pieces: ChatPieces, fim: dict[str, str] | None) -> str:
+def go_template(pieces: ChatPieces | None, fim: dict[str, str] | None) -> str:
     """Ollama's TEMPLATE: a FIM prompt when the request has a suffix (and the model has
-    sentinels), else the chat turns. Written on one line: `{{-` would trim the newlines that
-    are part of the turns."""
+    sentinels), else the chat turns (`pieces` None: a model without a chat template gets the
+    raw prompt). Written on one line: `{{-` would trim the newlines that are part of turns."""
+    chat = "{{ .Prompt }}" if pieces is None else _chat(pieces)
+    if not fim:
+        return chat
+    infill = (f"{_literal(fim['prefix'])}{{{{ .Prompt }}}}{_literal(fim['suffix'])}"
+              f"{{{{ .Suffix }}}}{_literal(fim['middle'])}")
+    return f"{{{{ if .Suffix }}}}{infill}{{{{ else }}}}{chat}{{{{ end }}}}"
+
+
+def _chat(pieces: ChatPieces) -> str:
     turns = "".join(
         f'{{{{ {"if" if i == 0 else "else if"} eq .Role "{role}" }}}}{_literal(pieces.prefix[role])}'
         f"{{{{ .Content }}}}"
         + (f"{{{{ if not $last }}}}{_literal(pieces.suffix[role])}{{{{ end }}}}" if role == "assistant"
            else _literal(pieces.suffix[role]))
         for i, role in enumerate(("system", "user", "assistant"))) + "{{ end }}"
-    chat = (f"{_literal(pieces.head)}{{{{ range $i, $_ := .Messages }}}}"
+    return (f"{_literal(pieces.head)}{{{{ range $i, $_ := .Messages }}}}"
             f"{{{{ $last := eq (len (slice $.Messages $i)) 1 }}}}{turns}"
             f'{{{{ if and $last (ne .Role "assistant") }}}}{_literal(pieces.generation)}{{{{ end }}}}'
             f"{{{{ end }}}}")
-    if not fim:
-        return chat
-    infill = (f"{_literal(fim['prefix'])}{{{{ .Prompt }}}}{_literal(fim['suffix'])}"
-              f"{{{{ .Suffix }}}}{_literal(fim['middle'])}")
-    return f"{{{{ if .Suffix }}}}{infill}{{{{ else }}}}{chat}{{{{ end }}}}"
 
 
 def _quoted(text: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import make_adapter, make_cfg
+from conftest import make_adapter
 
 from harness.io import atomic_write_json, sha256_tree, write_jsonl
 
@@ -16,12 +16,9 @@ HELD_OUT = "".join(f"def scale_{i}(values, factor):\n    result = []\n    for v 
                    for i in range(6))
 
 
-def trained_run(root: Path, base: str, seed: int = 1, overrides: list[str] = ()) -> Path:
-    """runs/<name>/ with mine (held-out FIM files) and a finished train stage whose
-    fingerprint is the real one, so `harness merge` takes the adapter as it is."""
+def trained_run(root: Path, base: str, seed: int = 1) -> Path:
+    """runs/<name>/ with mine (held-out FIM files) and a finished train stage."""
     from transformers import AutoTokenizer
-
-    from harness.stages import fingerprint
 
     run = root / f"run{seed}"
     records = [{"id": f"fim-{i}", "kind": "fim_source", "split": "test", "path": f"pkg/m{i}.py",
@@ -38,9 +35,8 @@ def trained_run(root: Path, base: str, seed: int = 1, overrides: list[str] = ())
     atomic_write_json(run / "train" / "manifest.json", {
         "base_model": base, "adapter_sha256": sha256_tree(adapter),
         "chat_template": {"end_of_turn": "<|im_end|>"}})
-    cfg = make_cfg(run, overrides=[f"run_name={run.name}", *overrides])
     atomic_write_json(run / "train" / "stage.json", {"stage": "train", "summary": {},
-                                                     "fingerprint": fingerprint(cfg, "train")})
+                                                     "fingerprint": "test-train"})
     return run
 
 

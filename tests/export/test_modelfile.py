@@ -99,6 +99,8 @@ def test_fim_requests_with_a_suffix_get_the_sentinels(tokenizer, go_render):
     got = go_render(template, {"Prompt": "def add(a, b):\n    ", "Suffix": "\n\nprint(add(1, 2))\n"})
     assert got == "<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n\nprint(add(1, 2))\n<|fim_middle|>"
     assert ".Suffix" not in go_template(chat_pieces(tokenizer), None)  # no sentinels, no FIM branch
+    # a model without a chat template: Ollama's prompt goes to the model as it is
+    assert go_render(go_template(None, FIM), {"Prompt": "x = {{1}}"}) == "x = {{1}}"
 
 
 def test_a_default_system_prompt_becomes_the_modelfile_system(tokenizer, go_render):

@@ -35,7 +35,6 @@ def make_run(runs: Path, name: str, base: str, seed: int, decision: str = "deplo
     from transformers import AutoTokenizer
 
     from harness.format.card import template_hash, tokenizer_hash
-    from harness.stages import fingerprint
 
     run = runs / name
     atomic_write_json(run / "mine" / "mine_stats.json", {"repo": repo, "head": "0" * 40})
@@ -51,9 +50,7 @@ def make_run(runs: Path, name: str, base: str, seed: int, decision: str = "deplo
         "adapter_sha256": sha256_tree(adapter), "backend": "hf", "method": "lora", "seed": seed,
         "versions": {"transformers": "5.17.0"},
         "config": {"model": {"fim": {"prefix": "<|fim_prefix|>"}}}})
-    # the real fingerprint: `harness merge` / `harness export` then take this adapter as trained
-    atomic_write_json(run / "train" / "stage.json", {"stage": "train", "summary": {},
-                                                     "fingerprint": fingerprint(compose(run), "train")})
+    _stage(run / "train", "train")
     atomic_write_json(run / "eval" / "metrics.json", {"settings": {"adapter": str(adapter)}})
     _stage(run / "eval", "eval")
     reasons = [] if decision == "deploy" else ["fail: humaneval"]
