@@ -15,9 +15,10 @@ once per process (``Sandbox.mode``):
   samples' files live on a private size-capped tmpfs. No host file, and so no host unix
   socket (network namespaces do not cover those), is reachable. As root bwrap runs
   privileged and setpriv drops to nobody inside; otherwise unprivileged, in a user namespace;
-- "unshare": util-linux ``unshare --net`` (root only) with a private mount namespace that
-  re-exposes an interpreter living under a private dir (e.g. pyenv in /root, mode 0700) and
-  holds the tmpfs, then ``setpriv`` down to nobody; the host's files stay visible;
+- "unshare": util-linux ``unshare`` (root only) with new net, ipc, uts, mount and pid
+  namespaces, the same filesystem view built by a mount script and entered with ``chroot``,
+  then ``setpriv`` down to nobody (as root, without setpriv, a chroot does not hold: the view
+  is then not counted as a guarantee);
 - "rlimits": no network isolation, rlimits only.
 
 Each mode is probed with the interpreter itself: when nobody cannot run it with its own stdlib
@@ -110,9 +111,10 @@ def guarantees(mode: str, user: str) -> dict[str, bool]:
         "network_isolated": mode in ("bwrap", "unshare"),
         "unprivileged_user": unprivileged,
         "process_limit": unprivileged,  # the kernel exempts root from RLIMIT_NPROC
-        "pid_namespace": mode == "bwrap",
-        "read_only_root": mode == "bwrap",
-        "host_files_hidden": mode == "bwrap",  # no host file or unix socket reachable
+        "pid_namespace": mode in ("bwrap", "unshare"),
+        # no host file or unix socket reachable; as root a chroot would not hold
+        "read_only_root": mode == "bwrap" or (mode == "unshare" and unprivileged),
+        "host_files_hidden": mode == "bwrap" or (mode == "unshare" and unprivileged),
     }
 
 
@@ -147,7 +149,7 @@ class Sandbox:
         self._idle: queue.SimpleQueue[ForkServer] = queue.SimpleQueue()
         self._servers: list[ForkServer] = []
         self._finalizer = weakref.finalize(self, _stop_servers, self._servers,
-                                           self.mode != "bwrap")
+                                           self.mode == "rlimits")
 
     @classmethod
     def from_config(cls, s) -> Sandbox:
@@ -318,9 +320,10 @@ class Sandbox:
                     *(["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if drop else []),
                     *drop_root, *python]
         if self.mode == "unshare":  # needs root to unshare, so drop to nobody afterwards
-            script = _mount_script(_hidden(_installs()) if drop else {}, base, scratch)
-            return ["unshare", "--net", "--ipc", "--uts", "--mount", "--propagation", "private",
-                    "--", "sh", "-c", script, "sandbox", *drop_root, *python]
+            # the server is the new pid namespace's init, in a chroot of ``_view``
+            return ["unshare", "--net", "--ipc", "--uts", "--mount", "--pid", "--fork",
+                    "--kill-child", "--propagation", "private", "--", "sh", "-c",
+                    _mount_script(base, scratch), "sandbox", *drop_root, *python]
         return python
 
     def _user_kwargs(self) -> dict:
@@ -423,7 +426,8 @@ def _installs() -> list[Path]:
 
 def _hidden(paths: list[Path]) -> dict[Path, list[Path]]:
     """Paths that nobody cannot reach, grouped by their outermost untraversable ancestor (e.g.
-    /root, mode 0700): a mount namespace hides that dir under a tmpfs and binds them back."""
+    /root, mode 0700): without a mount namespace (rlimits mode) nobody cannot run a Python
+    installed there."""
     by_top: dict[Path, list[Path]] = {}
     for path in paths:
         blocked = [d for d in reversed(path.parents) if not d.stat().st_mode & 0o001]
@@ -447,59 +451,75 @@ def _python_paths() -> list[tuple[Path, Path]]:
 
 
 @functools.cache
-def _bwrap_view() -> tuple[str, ...]:
-    """bwrap args for everything the program sees of the filesystem (on bwrap's empty root,
-    made read-only afterwards by ``--remount-ro /``): ``SYSTEM_PATHS`` and the interpreter's
-    own dirs read-only, the ``EMPTY_DIRS`` empty (0755, so as nobody even a private dir like
-    /root can be traversed to a pyenv Python). Nothing else of the host exists inside."""
-    args: list[str] = []
+def _view() -> tuple[tuple[str, ...], ...]:
+    """Everything the program sees of the filesystem, built on an empty root that is made
+    read-only afterwards: ``SYSTEM_PATHS`` and the interpreter's own dirs bound read-only, the
+    ``EMPTY_DIRS`` empty. Every dir made is 0755, so as nobody even a private dir like /root
+    can be traversed to a pyenv Python. Nothing else of the host exists inside. Steps:
+    ("dir", path), ("ro", host path, path), ("symlink", target, path)."""
+    steps: list[tuple[str, ...]] = []
     bound: list[Path] = []
     made: set[Path] = set()
 
-    def parents(path: Path) -> None:  # bwrap would make them 0700: nobody could not traverse
+    def parents(path: Path) -> None:
         for d in reversed(path.parents[:-1]):
             if d not in made:
-                args.extend(["--perms", "0755", "--dir", str(d)])
+                steps.append(("dir", str(d)))
                 made.add(d)
 
     for path in map(Path, SYSTEM_PATHS):
         if path.is_symlink():
             parents(path)
-            args += ["--symlink", os.readlink(path), str(path)]
+            steps.append(("symlink", os.readlink(path), str(path)))
         elif path.exists():
             parents(path)
-            args += ["--ro-bind", str(path), str(path)]
+            steps.append(("ro", str(path), str(path)))
             bound.append(path)
     for host, inside in _python_paths():
         if not any(b == inside or b in inside.parents for b in bound):
             parents(inside)
-            args += ["--ro-bind", str(host), str(inside)]
+            steps.append(("ro", str(host), str(inside)))
             bound.append(inside)
     for d in map(Path, EMPTY_DIRS):
         if d not in made and not any(b == d or b in d.parents for b in bound):
-            args += ["--perms", "0755", "--dir", str(d)]
-    return tuple(args)
+            steps.append(("dir", str(d)))
+    return tuple(steps)
 
 
-def _mount_script(hidden: dict[Path, list[Path]], base: Path, scratch: int) -> str:
-    """Run as root inside ``unshare --mount``: re-expose an interpreter under a private dir,
-    with util-linux only (each hidden path is bind-mounted aside, its private top covered by a tmpfs, and the
-    path moved back onto a fresh mount point), then the scratch tmpfs on ``base``, then
-    ``exec "$@"``. The mounts die with the namespace; the host never sees them."""
+def _bwrap_view() -> list[str]:
+    """``_view`` as bwrap args (bwrap would make dirs 0700 unless told)."""
+    flags = {"dir": ["--perms", "0755", "--dir"], "ro": ["--ro-bind"], "symlink": ["--symlink"]}
+    return [arg for op, *paths in _view() for arg in (*flags[op], *paths)]
+
+
+def _mount_script(base: Path, scratch: int) -> str:
+    """Run as root inside ``unshare --mount --pid --fork``: ``_view`` built with util-linux on
+    a tmpfs over ``base`` (the host's empty dir), a /proc of the new pid namespace, the few
+    /dev nodes a program needs, the scratch tmpfs at ``base`` inside it, the root remounted
+    read-only, then ``exec chroot <root> "$@"``. The mounts die with the namespace; the host
+    never sees them."""
     q = shlex.quote
-    stash = base / "stash"
-    lines = ["set -e", "umask 022"]
-    moves = []
-    for top, paths in hidden.items():
-        for path in paths:
-            aside = q(str(stash / str(len(moves))))
-            lines += [f"mkdir -p {aside}", f"mount --bind {q(str(path))} {aside}"]
-            moves.append((aside, q(str(path))))
-        lines.append(f"mount -t tmpfs -o mode=0755 sandbox {q(str(top))}")
-    lines += [f"mkdir -p {path} && mount --move {aside} {path}" for aside, path in moves]
-    lines += [f"mkdir -p {q(str(base))}",
-              f"mount -t tmpfs -o size={scratch},mode=1777 sandbox {q(str(base))}"]
-    return "\n".join([*lines, 'exec "$@"'])
+    root = str(base)
+    lines = ["set -e", "umask 022", f"mount -t tmpfs -o mode=0755,size=1m sandbox {q(root)}"]
+    for op, *paths in _view():
+        inside = q(root + paths[-1])
+        if op == "dir":
+            lines.append(f"mkdir -p {inside}")
+        elif op == "symlink":
+            lines.append(f"ln -s {q(paths[0])} {inside}")
+        else:
+            make = (f"mkdir -p {inside}" if os.path.isdir(paths[0])
+                    else f"mkdir -p {q(root + os.path.dirname(paths[1]))} && touch {inside}")
+            lines += [make, f"mount --bind {q(paths[0])} {inside}",
+                      f"mount -o remount,bind,ro {inside}"]
+    for node in ("null", "zero", "full", "random", "urandom", "tty"):
+        lines += [f"mkdir -p {q(root + '/dev')} && touch {q(root + '/dev/' + node)}",
+                  f"mount --bind /dev/{node} {q(root + '/dev/' + node)}"]
+    lines += [f"mkdir -p {q(root + '/proc')} {q(root + root)}",
+              f"mount -t proc proc {q(root + '/proc')}",
+              f"mount -t tmpfs -o size={scratch},mode=1777 sandbox {q(root + root)}",
+              f"mount -o remount,ro {q(root)}"]
+    return "\n".join([*lines, f'exec chroot {q(root)} "$@"'])
 
 
 def _candidates(mode: str | None) -> list[tuple[str, str]]:
@@ -507,8 +527,8 @@ def _candidates(mode: str | None) -> list[tuple[str, str]]:
     pairs = []
     if shutil.which("bwrap") and (not IS_ROOT or shutil.which("setpriv")):
         pairs.append(("bwrap", "nobody" if IS_ROOT else "self"))
-    if IS_ROOT and shutil.which("unshare"):
-        if shutil.which("setpriv") and shutil.which("mount"):
+    if IS_ROOT and shutil.which("unshare") and shutil.which("mount") and shutil.which("chroot"):
+        if shutil.which("setpriv"):
             pairs.append(("unshare", "nobody"))
         pairs.append(("unshare", "self"))
     pairs += [("rlimits", "nobody"), ("rlimits", "self")] if IS_ROOT else [("rlimits", "self")]

@@ -1,11 +1,13 @@
 """A corpus of hostile programs, each written to pass only if its attack works: every one fails
 its sample, the sandbox keeps serving, no process outlives the run and nothing outside the
-job's temp dir changes. Needs bwrap (the mode with network, filesystem and pid isolation);
-test_sandbox_modes.py covers the weaker modes with the known-bad programs they can stop."""
+job's temp dir changes. Runs in the modes with network, filesystem and pid isolation (bwrap,
+and unshare as root); test_sandbox_modes.py covers rlimits with the known-bad programs it can
+stop."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -20,11 +22,16 @@ CANARY = f"sk-canary-{TAG}"
 MEMORY_MB, MAX_PROCS = 256, 32
 
 
-@pytest.fixture(scope="module")
-def box():
-    sandbox = Sandbox(timeout_s=2, workers=1, memory_mb=MEMORY_MB, max_procs=MAX_PROCS)
-    if sandbox.mode != "bwrap":
-        pytest.skip("the hostile corpus needs bubblewrap (network, filesystem and pid isolation)")
+@pytest.fixture(scope="module", params=["bwrap", "unshare"])
+def box(request):
+    if request.param == "bwrap" and not shutil.which("bwrap"):
+        pytest.skip("bwrap mode needs bubblewrap")
+    if request.param == "unshare" and not IS_ROOT:
+        pytest.skip("unshare mode needs root")
+    sandbox = Sandbox(timeout_s=2, workers=1, memory_mb=MEMORY_MB, max_procs=MAX_PROCS,
+                      mode=request.param)
+    if not sandbox.guarantees["host_files_hidden"]:
+        pytest.skip(f"{request.param} mode runs as {sandbox.user} here: no filesystem view")
     yield sandbox
     sandbox.close()
 
