@@ -61,14 +61,14 @@ RULES = {
     "json-web-token": (("eyJ",), re.compile(r"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}")),
     "pypi-token": (("pypi-",), re.compile(r"pypi-[A-Za-z0-9_\-]{40,}")),
     "url-password": (("://",), re.compile(  # from "://": a literal start is a fast scan
-        r"://(?P<u>[^\s:/@'\"{}$<>]+):(?P<s>[^\s:/@'\"{}$<>]+)@")),
+        r"://(?P<u>[^\s:/@'\"{}$<>]+):(?P<s>[^\s:/@'\"{}$<>]{4,})@")),  # "u:p@": a test's URL
     "connection-string-password": (("assword=", "ASSWORD=", "wd=", "WD="), re.compile(
         r"(?i)\b(?:password|pwd)\s*=\s*(?P<s>[^;\"'\s{}$()<>,\[\]]{3,})(?=;)")),
 }
 # What a URL or a connection string holds where a password goes when it is not one
 _NOT_A_PASSWORD = re.compile(r"(?i)^(x-oauth-basic|x-access-token|password|passwd|pass|pwd|secret|"
                              r"changeme|x+|\*+|\.+|<[^>]*>|%\(\w+\)s|\$\w+|\$\{[^}]*\})$")
-_CHECKSUM = re.compile(r"(?i)sha\d*|md5|hash|checksum|digest|integrity|commit|revision|\brev\b")
+_CHECKSUM = re.compile(r"(?i)sha\d*|md5|hash|checksum|digest|integrity|commit|revision|\brev\b|etag")
 # an address is found from its "@" (a regex scanning for the local part tried every word of
 # the text: 35 s of 170 on a real history); the local part is matched backwards from there
 _LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}$")

@@ -204,6 +204,8 @@ def test_every_current_token_format_is_redacted_whole_by_its_type():
     'PIP_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"',
     'commit = "9fceb02d0ae598e95dc970b74767f19372d61af8"  # the fixed revision',
     'conn = connect(password=settings.DB_PASSWORD, host=host)',
+    "assert select_proxy('hTTp://u:p@Some.Host/path', proxies) == 'socks5://x'",
+    "'etag': '\"d41d8cd98f00b204e9800998ecf8427e\"',",
 ])
 def test_templates_placeholders_and_public_checksums_stay_code(code):
     assert Redactor().redact(code, "x.py") == (code, [])
