@@ -282,10 +282,13 @@ class Checks:
     def __init__(self, cfg: DictConfig, tokenizer, merged, vocab, fim_names: dict | None,
                  eos: list[int], pad: int, f16: bool):
         self.cfg, self.tokenizer, self.merged, self.eos, self.pad = cfg, tokenizer, merged, eos, pad
-        self.f16_reference = verify.rounded_to_f16(merged) if f16 else None
         self.prompts = verify.fixed_prompts(tokenizer, fim_names)
         self.expected_ids = dict(vocab.special_ids)
         self.settings = OmegaConf.to_container(cfg.export.verify, resolve=True)
+        new = int(self.settings["new_tokens"])
+        self.reference = verify.Reference.of(merged, self.prompts, new, eos, pad)
+        self.reference_f16 = (verify.Reference.of(verify.rounded_to_f16(merged), self.prompts, new,
+                                                  eos, pad) if f16 else None)
         m = cfg.export.mini_eval
         self.holes = minieval.held_out(Path(cfg.run_dir), m.holes, m.context_lines,
                                        m.max_middle_lines, m.seed)
@@ -293,7 +296,7 @@ class Checks:
             tokenizer, cfg.model.get("fim"), self.holes, m.max_prompt_tokens)
             if self.holes else (None, [], []))
         self.stop = list(dict.fromkeys([*eos, *stops]))
-        self.reference: list[str] = []
+        self.mini_texts: list[str] = []
 
     def mini_reference(self) -> dict:
         """The merged model's own mini-eval scores (the baseline each file is held to)."""
@@ -301,7 +304,7 @@ class Checks:
             return {"skipped": "the run has no held-out FIM files (runs/<run>/mine/records.jsonl)"}
         m = self.cfg.export.mini_eval
         outputs = verify.greedy(self.merged, self.mini_prompts, m.max_new_tokens, self.stop, self.pad)
-        merged, self.reference = minieval.score(self.tokenizer, self.holes, outputs, self.toks)
+        merged, self.mini_texts = minieval.score(self.tokenizer, self.holes, outputs, self.toks)
         return {"items": len(self.holes), "mode": "fim" if self.toks else "left_to_right",
                 "max_new_tokens": m.max_new_tokens,
                 "source": "held-out FIM holes of the run's test-split files", "merged": merged}
@@ -309,14 +312,14 @@ class Checks:
     def run(self, path: Path, file_type: str) -> dict:
         """Verification and mini-eval of one GGUF file, loaded once."""
         model, gguf_tok = verify.load_gguf(path)
-        result = verify.check_export(path, file_type, model, gguf_tok, self.merged,
-                                     self.f16_reference, self.prompts, self.expected_ids,
+        result = verify.check_export(path, file_type, model, gguf_tok, self.reference,
+                                     self.reference_f16, self.prompts, self.expected_ids,
                                      self.settings, self.eos, self.pad)
         if self.holes:
             outs = verify.greedy(model, self.mini_prompts, self.cfg.export.mini_eval.max_new_tokens,
                                  self.stop, self.pad)
             result["mini_eval"], _ = minieval.score(self.tokenizer, self.holes, outs, self.toks,
-                                                    self.reference)
+                                                    self.mini_texts)
         return result
 
 

@@ -163,20 +163,31 @@ def check_metadata(path: Path, expected: dict[str, int]) -> dict:
     return {"special_token_ids": found, "wrong": wrong, "ok": not wrong}
 
 
-def check_export(path: Path, file_type: str, model, gguf_tok, merged, f16_reference,
-                 prompts: list[Prompt], expected_ids: dict[str, int], settings: dict,
-                 eos: list[int], pad: int) -> dict:
+@dataclass
+class Reference:
+    """A model the exports are compared with, and its greedy continuations of the prompts."""
+
+    model: object
+    tokens: list[list[int]]
+
+    @classmethod
+    def of(cls, model, prompts: list[Prompt], new_tokens: int, eos: list[int], pad: int) -> Reference:
+        return cls(model, greedy(model, [p.ids for p in prompts], new_tokens, eos, pad))
+
+
+def check_export(path: Path, file_type: str, model, gguf_tok, merged: Reference,
+                 merged_f16: Reference | None, prompts: list[Prompt], expected_ids: dict[str, int],
+                 settings: dict, eos: list[int], pad: int) -> dict:
     """Every check for one GGUF file (`model`, `gguf_tok`: as loaded from it); `status` is
     pass, outside_tolerance or fail."""
     ids = [p.ids for p in prompts]
     new = int(settings["new_tokens"])
     result = {"tokenization": compare_tokenizers(gguf_tok, prompts),
-              "metadata": check_metadata(path, expected_ids)}
-    reference_tokens = greedy(merged, ids, new, eos, pad)
-    result["vs_merged"] = compare_models(merged, model, ids, reference_tokens, new, eos, pad)
+              "metadata": check_metadata(path, expected_ids),
+              "vs_merged": compare_models(merged.model, model, ids, merged.tokens, new, eos, pad)}
     if file_type == "f16":
-        f16_tokens = greedy(f16_reference, ids, new, eos, pad)
-        result["vs_merged_f16"] = compare_models(f16_reference, model, ids, f16_tokens, new, eos, pad)
+        result["vs_merged_f16"] = compare_models(merged_f16.model, model, ids, merged_f16.tokens,
+                                                 new, eos, pad)
         ok = (result["tokenization"]["identical"] and result["metadata"]["ok"]
               and result["vs_merged_f16"]["greedy_identical"] == 1.0)
         result["status"] = "pass" if ok else "fail"

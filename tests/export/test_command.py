@@ -16,7 +16,7 @@ from harness.export import command, gguf_file, verify
 from harness.export.vocab import read_vocab
 from harness.io import read_json
 
-SMALL = ["export.types=[f16,q8_0]", "export.verify.new_tokens=6", "export.mini_eval.holes=4",
+SMALL = ["export.types=[f16,q8_0]", "export.verify.new_tokens=4", "export.mini_eval.holes=3",
          "export.mini_eval.max_new_tokens=8", "export.name=proj"]
 
 
@@ -46,7 +46,7 @@ def test_export_writes_verified_files_listed_with_checksums(exported):
     assert q8["vs_merged"]["max_abs_logit_error"] > 0 and q8["tolerance"] == {"min_top1_agreement": 0.9}
     assert summary["files"]["q8_0"]["status"] == q8["status"]
     mini = manifest["mini_eval"]
-    assert mini["items"] == 4 and mini["mode"] == "fim"
+    assert mini["items"] == 3 and mini["mode"] == "fim"
     assert set(mini) >= {"merged", "f16", "q8_0"} and mini["f16"]["same_output_as_merged"] == 1.0
     modelfile = (out / "gguf" / "Modelfile").read_text()
     assert modelfile.startswith("FROM ./proj-q8_0.gguf\n") and "{{ if .Suffix }}<|fim_prefix|>" in modelfile
@@ -103,8 +103,10 @@ def test_an_f16_file_that_does_not_round_trip_fails_the_export(tiny_model, tmp_p
     tok = AutoTokenizer.from_pretrained(str(merged))
     eos = [tok.convert_tokens_to_ids("<|im_end|>")]
     loaded, gguf_tok = verify.load_gguf(out / "bad-f16.gguf")
-    result = verify.check_export(out / "bad-f16.gguf", "f16", loaded, gguf_tok, model,
-                                 verify.rounded_to_f16(model), verify.fixed_prompts(tok, None),
+    prompts = verify.fixed_prompts(tok, None)
+    refs = [verify.Reference.of(m, prompts, 8, eos, tok.pad_token_id)
+            for m in (model, verify.rounded_to_f16(model))]
+    result = verify.check_export(out / "bad-f16.gguf", "f16", loaded, gguf_tok, *refs, prompts,
                                  {}, {"new_tokens": 8}, eos, tok.pad_token_id)
     assert result["status"] == "fail" and result["tokenization"]["identical"]
     assert result["vs_merged_f16"]["max_abs_logit_error"] > 1e-3
