@@ -34,7 +34,9 @@ _LOW_INFO = re.compile(
     r"clean ?up|typos?|fix(ed)? typos?|minor( fix(es)?| changes?)?|stuff|refactor(ing)?|lint(ing)?|"
     r"pep ?8|flake8|format(ting)?|more|oops|again|done|save|commit|"
     r"merge\b.*|bump\b.*|v?\d+(\.\d+)+.*|release\b.*|prepare (for )?release\b.*|"
-    r"(back )?to (dev|development)( version)?|initial commit|first commit|\.+)\s*[.!]*\s*$",
+    r"(back )?to (dev|development)( version)?|initial commit|first commit|\.+|"
+    r"(update|run|apply|bump) pre[- ]?commit\b.*|pre[- ]?commit\b.*(update|autoupdate|fixes)|"
+    r"\[pre-commit\.ci\].*)\s*[.!]*\s*$",
     re.IGNORECASE)
 # "Update README.md", "fix tests", "changes to foo.py": one verb and one word or file name
 _VERB_THING = re.compile(

@@ -34,6 +34,8 @@ from harness.mine.filters import path_skipped
 from harness.mine.records import FileDiff, Hunk, hunks, unified_diff
 
 FORMATS = ("search_replace", "region", "diff")
+BOOKKEEPING = ("AUTHORS*", "CONTRIBUTORS*", "CHANGES*", "CHANGELOG*", "HISTORY*", "NEWS*", "LICENSE*",
+               "changelog/*", "*/changelog/*", "docs/changelog*", "docs/changes*", "newsfragments/*")
 _CODE = (".py", ".pyi", ".js", ".ts", ".tsx", ".jsx", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc", ".cpp",
          ".hpp", ".cs", ".rb", ".php", ".swift", ".scala", ".sh", ".sql", ".lua", ".r", ".jl")
 HEADER = "\n\nThe code before the change:\n"
@@ -274,9 +276,11 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
     if whole := best(request, files):
         return [scrubbed(whole)], "whole"
     parts: list[Pair] = []
-    # the code first, then its tests, then the rest (docs, config): `max_parts` cuts the last
-    for f in sorted(files, key=lambda f: (path_skipped(f.path, DOCS) or not f.path.endswith(_CODE),
-                                          path_skipped(f.path, TESTS))):
+    # the code first, then its tests, then the rest (docs, config): `max_parts` cuts the last;
+    # a changelog or AUTHORS entry alone does not follow from the message: not a part
+    substantive = [f for f in files if not path_skipped(f.path, BOOKKEEPING)] or files
+    for f in sorted(substantive, key=lambda f: (path_skipped(f.path, DOCS) or not f.path.endswith(_CODE),
+                                                path_skipped(f.path, TESTS))):
         if len(parts) >= max_parts:
             break
         req = f"{request}\n\nMake the part of this change that belongs in `{f.path}`."

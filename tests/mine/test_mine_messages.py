@@ -38,6 +38,7 @@ Co-authored-by: Bob B <bob@example.com>
     ("#1234 #1235 #1236", "not_an_instruction"),
     ("Signed-off-by: Ann A <ann@example.com>", "short_message"),  # nothing left once cleaned
     ("nice and cleanup", "low_info_message"),
+    ("Pre commit update", "low_info_message"),
     ("improvements to index", "low_info_message"),
     ("Small tweaks to setup.py", "low_info_message"),
     ("Added Context.scope", None),  # terse, but it says what

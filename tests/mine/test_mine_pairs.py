@@ -75,10 +75,12 @@ def test_a_change_too_large_for_the_budget_is_split_per_file_and_counted(tmp_pat
     b = repo_builder()
     b.commit("Add the ledger and the invoice modules", {
         "pkg/ledger.py": _module(["open_ledger", "close_ledger"]),
-        "pkg/invoice.py": _module(["open_invoice", "close_invoice"])}, day=1)
+        "pkg/invoice.py": _module(["open_invoice", "close_invoice"]),
+        "CHANGES.rst": "Version 1.1\n-----------\n\n- Add the ledger and the invoice modules.\n"}, day=1)
     stats, records, _ = mine_repo(tmp_path, b.path, "data.mine.fit_tokens=500", "data.mine.min_changed_lines=1",
                                   "data.mine.test_fraction=0.01")
     parts = [r for r in records if r["kind"] == "commit"]
+    # the code, each file alone; the changelog entry alone would not follow from the message
     assert sorted(f for r in parts for f in r["files"]) == ["pkg/invoice.py", "pkg/ledger.py"]
     for r in parts:  # each part is one file, says which, and fits the budget (500 tokens x 3 chars)
         assert r["instruction"].startswith("Add the ledger and the invoice modules\n\nMake the part of this "
