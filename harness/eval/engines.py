@@ -1,7 +1,11 @@
 """One engine per model label, built from ``eval.engine`` with identical settings for both.
 
 - ``hf``: transformers batched generation; the candidate is the base with the adapter merged.
+  The model is loaded straight onto the GPU when there is one (``eval.device``, default auto);
+  the device is recorded with the settings, and the preflight checks that ``eval.batch_size``
+  fits its memory (harness/train/vram.py, ``generation_bytes``).
 - ``vllm``: one vLLM engine; the candidate is the same engine with the LoRA applied per request.
+  It is given every prompt at once and schedules them itself (``eval.batch_size`` does not cap it).
 - ``openai``: any OpenAI-compatible completions endpoint (``eval.openai.base_url``, model names
   per label); with no base_url, a loopback ``harness serve`` app over the base model and the
   adapter is started for the duration, so the path works offline.
@@ -26,11 +30,34 @@ log = logging.getLogger(__name__)
 ENGINES = ("hf", "vllm", "openai")
 
 
+def eval_device(e: DictConfig) -> str:
+    """``eval.device`` if set, else ``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    device = e.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise HarnessError(f"eval.device={device} but no CUDA GPU is visible. Fix: "
+                           "eval.device=cpu (or null to detect).")
+    return str(device)
+
+
+def placement(device: str) -> dict:
+    """``from_pretrained`` arguments that load the weights straight onto ``device`` (through
+    accelerate's device_map, so a 7B model never sits in host RAM first); none for the CPU."""
+    if device == "cpu":
+        return {}
+    return {"device_map": {"": device if ":" in device else f"{device}:0"}}
+
+
 def engine_settings(e: DictConfig) -> dict:
     """What both models share, for metrics.json (known before any engine exists)."""
     if e.engine not in ENGINES:
         raise HarnessError(f"eval.engine={e.engine!r}: expected one of {ENGINES}.")
     settings = {"engine": e.engine, "batch_size": e.batch_size, "max_new_tokens": e.max_new_tokens}
+    if e.engine == "hf":
+        settings["device"] = eval_device(e)
+    if e.engine == "vllm":
+        settings["batch_size"] = "all prompts at once (vLLM schedules them)"
     if e.engine == "openai":
         settings.update(base_url=e.openai.base_url or "loopback harness serve",
                         models=OmegaConf.to_container(e.openai.models), max_stop=e.openai.max_stop)
@@ -73,15 +100,17 @@ class EnginePool(contextlib.AbstractContextManager):
         e, adapter = self.e, (self.adapter if label == "candidate" else None)
         log.info("eval: %s engine for the %s model", e.engine, label)
         if e.engine == "hf":
-            model = load_model(self.model_ref, self.cfg.model, adapter=adapter)
+            device = eval_device(e)
+            model = load_model(self.model_ref, self.cfg.model, adapter=adapter, **placement(device))
+            log.info("eval: %s model on %s, batch size %d", label, model.device, e.batch_size)
             return HFEngine(model, self.tokenizer, e.batch_size, e.max_new_tokens)
         if e.engine == "vllm":
             from harness.eval.vllm_engine import VLLMEngine, load_llm
 
             if self._llm is None:
-                self._llm = load_llm(self.model_ref, e.batch_size, e.vllm.max_lora_rank, e.seed,
+                self._llm = load_llm(self.model_ref, e.vllm.max_lora_rank, e.seed,
                                      **OmegaConf.to_container(e.vllm.llm_kwargs or {}))
-            return VLLMEngine(self._llm, adapter, e.batch_size, e.max_new_tokens)
+            return VLLMEngine(self._llm, adapter, e.max_new_tokens)
         from harness.eval.openai_engine import OpenAIEngine
 
         o = e.openai

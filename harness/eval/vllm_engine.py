@@ -2,8 +2,10 @@
 candidate is the same engine with the LoRA adapter applied per request, so base and candidate
 share weights, batching and sampling code.
 
-vLLM batches continuously: ``batch_size`` caps the sequences in flight (``max_num_seqs``),
-which, like any batch size, can shift greedy results slightly; it is recorded.
+vLLM batches continuously: it is handed every prompt of a task at once and schedules them
+itself (its own ``max_num_seqs``, settable through ``eval.vllm.llm_kwargs``), so the eval batch
+size does not cap it. For a team, run vLLM as a server instead (``vllm serve`` with the adapters
+as ``--lora-modules``, docs/gpu.md) and point ``eval.engine=openai`` at it.
 """
 
 from __future__ import annotations
@@ -15,25 +17,23 @@ from harness.errors import HarnessError
 from harness.eval.generate import GREEDY, Decoding, Generated, truncate_at_stop
 
 
-def load_llm(model_ref: str, batch_size: int, max_lora_rank: int, seed: int, **kwargs):
+def load_llm(model_ref: str, max_lora_rank: int, seed: int, **kwargs):
     """One vLLM engine for both models (LoRA enabled); a clear error when vLLM is missing."""
     try:
         from vllm import LLM
     except ImportError as e:
-        raise HarnessError("eval.engine=vllm needs vLLM (pip install vllm, CUDA GPU). Fix: "
-                           "install it, or use eval.engine=hf or eval.engine=openai.") from e
-    return LLM(model=model_ref, enable_lora=True, max_lora_rank=max_lora_rank,
-               max_num_seqs=batch_size, seed=seed, **kwargs)
+        raise HarnessError("eval.engine=vllm needs vLLM (pip install -e '.[vllm]', CUDA GPU). "
+                           "Fix: install it, or use eval.engine=hf or eval.engine=openai.") from e
+    return LLM(model=model_ref, enable_lora=True, max_lora_rank=max_lora_rank, seed=seed, **kwargs)
 
 
 class VLLMEngine:
     name = "vllm"
 
-    def __init__(self, llm, adapter: str | None, batch_size: int, max_new_tokens: int):
+    def __init__(self, llm, adapter: str | None, max_new_tokens: int):
         from vllm.lora.request import LoRARequest
 
-        self.llm, self.adapter = llm, adapter
-        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.llm, self.adapter, self.max_new_tokens = llm, adapter, max_new_tokens
         self.lora = LoRARequest("candidate", 1, adapter) if adapter else None
 
     def generate(self, prompts: list[list[int]], stop: Sequence[str] = (),

@@ -168,6 +168,26 @@ def check_judge(cfg: DictConfig) -> None:
                        "the judge (judge.base_url)")
 
 
+def check_eval_memory(cfg: DictConfig, model_config) -> None:
+    """On a GPU, `eval.batch_size` sequences (times the samples per prompt) of
+    `data.format.max_length` tokens (prompts are cut to leave room for the new tokens) must fit
+    beside the weights."""
+    from harness.eval.engines import eval_device
+    from harness.train import vram
+
+    e = cfg.eval
+    device = eval_device(e)
+    if e.engine != "hf" or device == "cpu":
+        return
+    import torch
+
+    props = torch.cuda.get_device_properties(torch.device(device))
+    tokens = int(cfg.data.format.max_length)
+    dtype_bytes = 4 if str(cfg.model.get("dtype") or "float32") == "float32" else 2
+    vram.check_generation(vram.Shapes.from_config(model_config), int(e.batch_size) * int(e.n_samples),
+                          tokens, dtype_bytes, props.name, int(props.total_memory))
+
+
 def check_eval_engine(cfg: DictConfig) -> None:
     e = cfg.eval
     if e.engine == "openai" and e.openai.base_url:
@@ -228,16 +248,17 @@ def pending(cfg: DictConfig, stages: tuple[str, ...] | list[str]) -> list[str]:
 
 def check_run(cfg: DictConfig, stages: tuple[str, ...] | list[str]) -> None:
     """Everything the stages this command runs will need, checked before the first of them."""
-    todo = pending(cfg, stages)
+    todo, config = pending(cfg, stages), None
     if "train" in todo:
         config = _train_checks(cfg)[3]
         check_disk(cfg.run_dir, checkpoint_bytes(cfg, config), "the training checkpoints")
     elif {"format", "eval"} & set(todo):
         from harness.models.load import resolve_model_path
 
-        check_causal_lm(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
+        config = check_causal_lm(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
     if "eval" in todo:
         check_eval_engine(cfg)
+        check_eval_memory(cfg, config)
         if cfg.eval.judge.enabled:
             check_judge(cfg)
     log.info("preflight: %s ready", ", ".join(todo) or "nothing to run")

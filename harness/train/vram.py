@@ -244,6 +244,31 @@ def describe_fix(shapes: Shapes, old: Setup, new: Setup | None) -> str:
     return "Fix: " + " ".join(changes) + f" (planned {gib(plan(shapes, new).total)})"
 
 
+def generation_bytes(shapes: Shapes, batch: int, tokens: int, dtype_bytes: int = 2) -> int:
+    """Peak of batched generation (transformers ``generate``, the adapter merged): the weights,
+    the KV cache of `batch` sequences of `tokens` (prompt + new) tokens, one layer's prefill
+    activations, and the fp32 scores of the last position."""
+    kv = 2 * shapes.layers * shapes.kv_heads * shapes.head_dim * dtype_bytes
+    prefill = (4 * shapes.hidden + 2 * shapes.intermediate) * dtype_bytes
+    weights = (shapes.linear_params + shapes.other_params) * dtype_bytes
+    return weights + batch * tokens * (kv + prefill) + batch * shapes.vocab * 4 * 2
+
+
+def check_generation(shapes: Shapes, batch: int, tokens: int, dtype_bytes: int, device: str,
+                     device_bytes: int, headroom: float = 0.9) -> None:
+    """Refuse an eval batch whose generation will not fit, naming the largest that does."""
+    budget = int(device_bytes * headroom)
+    need = generation_bytes(shapes, batch, tokens, dtype_bytes)
+    if need <= budget:
+        return
+    fits = next((b for b in range(batch - 1, 0, -1)
+                 if generation_bytes(shapes, b, tokens, dtype_bytes) <= budget), None)
+    fix = f"eval.batch_size={fits}" if fits else "a device with more memory, or eval.engine=vllm"
+    raise HarnessError(f"eval generation will not fit: batch {batch} × {tokens} tokens needs "
+                       f"{gib(need)}, {device} has {gib(device_bytes)} ({headroom:.0%} usable). "
+                       f"Fix: {fix}.")
+
+
 class PeakMemory:
     """The peak memory of the code in a `with` block, above what was in use when it began:
     `torch.cuda.max_memory_allocated` on a GPU (what the plan estimates: tensors, not the CUDA

@@ -76,8 +76,66 @@ def test_the_vllm_engine_serves_the_adapter_per_request(setup):
     from harness.eval.vllm_engine import VLLMEngine, load_llm
 
     model_ref, adapter, _, prompts, stop = setup
-    llm = load_llm(model_ref, batch_size=4, max_lora_rank=8, seed=0)
-    base, cand = VLLMEngine(llm, None, 4, 12), VLLMEngine(llm, adapter, 4, 12)
+    llm = load_llm(model_ref, max_lora_rank=8, seed=0)
+    base, cand = VLLMEngine(llm, None, 12), VLLMEngine(llm, adapter, 12)
     got_base, got_cand = base.generate(prompts, stop=stop), cand.generate(prompts, stop=stop)
     assert [len(g.outputs) for g in got_base] == [1, 1, 1]
     assert [g.outputs for g in got_base] != [g.outputs for g in got_cand]
+
+
+def test_generation_goes_to_the_gpu_when_there_is_one_and_the_device_is_recorded(setup):
+    import torch
+    from omegaconf import OmegaConf
+
+    from harness.eval.engines import EnginePool, engine_settings, eval_device, placement
+
+    assert placement("cpu") == {}
+    assert placement("cuda") == {"device_map": {"": "cuda:0"}}  # straight onto the GPU
+    assert placement("cuda:1") == {"device_map": {"": "cuda:1"}}
+    e = OmegaConf.create({"engine": "hf", "batch_size": 2, "max_new_tokens": 4})
+    detected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert eval_device(e) == detected and engine_settings(e)["device"] == detected
+    if not torch.cuda.is_available():
+        with pytest.raises(HarnessError, match="no CUDA GPU"):
+            eval_device(OmegaConf.merge(e, {"device": "cuda"}))
+    model_ref, adapter, tok, prompts, _ = setup
+    cfg = OmegaConf.create({"eval": e, "model": {"dtype": "float32"}})
+    with EnginePool(cfg, model_ref, adapter, tok) as pool:
+        engine = pool.get("candidate")
+        assert engine.model.device.type == detected
+        assert len(engine.generate(prompts[:2])) == 2
+
+
+class _StandInVLLM:
+    """Records how the engine calls vLLM, which needs a CUDA GPU and cannot run here."""
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.calls = kwargs, []
+
+    def generate(self, prompts, params, lora_request=None, use_tqdm=True):
+        from types import SimpleNamespace
+
+        self.calls.append(len(prompts))
+        return [SimpleNamespace(outputs=[SimpleNamespace(text="x\ndef y")]) for _ in prompts]
+
+
+def test_the_vllm_engine_takes_every_prompt_at_once(monkeypatch):
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    fake = ModuleType("vllm")
+    fake.LLM = _StandInVLLM
+    fake.SamplingParams = lambda **kw: SimpleNamespace(**kw)
+    inputs, lora = ModuleType("vllm.inputs"), ModuleType("vllm.lora.request")
+    inputs.TokensPrompt = dict
+    lora.LoRARequest = lambda *a: a
+    for name, module in {"vllm": fake, "vllm.inputs": inputs, "vllm.lora": ModuleType("vllm.lora"),
+                         "vllm.lora.request": lora}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    from harness.eval.vllm_engine import VLLMEngine, load_llm
+
+    llm = load_llm("/models/base", max_lora_rank=16, seed=0, gpu_memory_utilization=0.8)
+    assert "max_num_seqs" not in llm.kwargs and llm.kwargs["enable_lora"] is True
+    got = VLLMEngine(llm, "/adapters/cand", max_new_tokens=8).generate(
+        [[1, 2]] * 300, stop=["\ndef"])
+    assert llm.calls == [300] and got[0].outputs == ["x"]  # one call, cut at the stop word

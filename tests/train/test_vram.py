@@ -141,3 +141,14 @@ def test_the_readme_weekend_commands_fit_a_24_gb_gpu_by_the_plan():
                        batch_size=int(args["train.batch_size"]),
                        seq_len=int(args["data.format.max_length"]), dropout=0.05)
         vram.check(vram.plan(shapes, s), "a 24 GiB GPU", 24 * vram.GIB)
+        vram.check_generation(shapes, int(args["eval.batch_size"]), s.seq_len, 2, "a 24 GiB GPU",
+                              24 * vram.GIB)
+
+
+def test_an_eval_batch_that_does_not_fit_names_one_that_does():
+    with pytest.raises(HarnessError, match=r"Fix: eval\.batch_size=\d+\.") as err:
+        vram.check_generation(QWEN_7B, 32, 2048, 2, "a 24 GiB GPU", 24 * vram.GIB)
+    fits = int(re.search(r"batch_size=(\d+)", str(err.value)).group(1))
+    vram.check_generation(QWEN_7B, fits, 2048, 2, "a 24 GiB GPU", 24 * vram.GIB)
+    with pytest.raises(HarnessError):
+        vram.check_generation(QWEN_7B, fits + 1, 2048, 2, "a 24 GiB GPU", 24 * vram.GIB)
