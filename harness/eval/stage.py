@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from harness.eval import bigcode, fim_task, runner
 from harness.eval.benchmarks import Problem, load_humaneval, load_mbpp
 from harness.eval.chat_codegen import ChatProblem, humaneval_chat, mbpp_chat
 from harness.eval.engines import EnginePool, engine_settings
-from harness.eval.generate import Decoding
+from harness.eval.generate import Decoding, HFEngine
 from harness.eval.infill import InfillItem, load_infill
 from harness.eval.judging import run_judge
 from harness.eval.lmeval import run_lm_eval
@@ -45,11 +46,19 @@ from harness.eval.records import match_metrics, pass_metrics
 from harness.eval.sandbox import Sandbox
 from harness.format.chat import to_messages
 from harness.format.fim import fim_tokens, is_left_to_right
+from harness.gate.power import check_power, is_pass_fail, parts
 from harness.gate.thresholds import freeze_thresholds
-from harness.io import atomic_write_json, read_jsonl, sha256_file, stable_hash, write_jsonl
+from harness.io import (
+    atomic_write_json,
+    read_json,
+    read_jsonl,
+    sha256_file,
+    stable_hash,
+    write_jsonl,
+)
 from harness.models.load import load_tokenizer, resolve_model_path
 from harness.paths import project_path
-from harness.stages import require_output
+from harness.stages import require_output, stage_dir
 
 log = logging.getLogger(__name__)
 MODELS = ("base", "candidate")
@@ -72,6 +81,38 @@ def fingerprint_inputs(cfg: DictConfig) -> dict:
     return {"rubric": sha256_file(rubric) if rubric.is_file() else None,
             "sources": {f"{p.parent.name}/{p.name}": sha256_file(p) for p in sorted(sources)},
             "sandbox": {"mode": mode, "user": user}}
+
+
+GENERATION_KEY = "generation_key.json"
+
+
+def generation_key(cfg: DictConfig) -> str:
+    """What the models' outputs depend on: eval's fingerprint less the judge's part (its rubric
+    and `judge` settings), so editing a rubric re-judges without regenerating."""
+    inputs = {k: v for k, v in fingerprint_inputs(cfg).items() if k != "rubric"}
+    return stable_hash({
+        "eval": OmegaConf.to_container(cfg.eval, resolve=True),
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "upstream": read_json(require_output(cfg, "train") / "stage.json")["fingerprint"],
+        "inputs": inputs})
+
+
+def reuse_generations(cfg: DictConfig, out: Path) -> None:
+    """Copy the last finished eval's model outputs into `out` when their generation key is
+    this run's; judge files are never copied (run_judge writes them anew)."""
+    key = generation_key(cfg)
+    atomic_write_json(out / GENERATION_KEY, {"key": key})
+    previous = stage_dir(cfg, "eval")
+    if previous.resolve() == out.resolve() or not (previous / GENERATION_KEY).is_file() \
+            or read_json(previous / GENERATION_KEY).get("key") != key:
+        return
+    for src in sorted((previous / "samples").glob("*.jsonl")):
+        dst = out / "samples" / src.name
+        if not src.name.startswith("judge_") and not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            log.info("%s: the same models, prompts and settings as the last finished eval; "
+                     "its outputs are reused", src.name)
 
 
 def _cached(path: Path, make) -> list[dict]:
@@ -191,6 +232,41 @@ def plan(e: DictConfig, records: list[dict], left_to_right: bool = False) -> Pla
         judge_items=judge_items[: e.judge.samples] if e.judge.enabled else [])
 
 
+def power_plan(gate: DictConfig, p: Plan, confidence: float) -> dict:
+    """Before any model runs: what each pass/fail gate check can resolve with this plan's items
+    at the declared flip rate (gate.power.flip_rate); a margin it cannot resolve is warned
+    about now, before eval is paid for (harness/gate/power.py)."""
+    flip_rate = (gate.get("power") or {}).get("flip_rate")
+    if not flip_rate:
+        return {}
+    sizes = {**{t: len(v) for t, v in {**p.codegen, **p.chat, **p.infill}.items()},
+             "fim": len(p.holes)}
+    out = {}
+    for name, check in (gate.checks or {}).items():
+        if check is None or not is_pass_fail(check.metric):
+            continue
+        n = sum(sizes.get(part.partition(".")[0], 0) for part in parts(check.metric))
+        out[name] = check_power(name, OmegaConf.to_container(check), n, flip_rate, confidence,
+                                "declared (gate.power.flip_rate)")
+        if "warning" in out[name]:
+            log.warning(out[name]["warning"])
+    return out
+
+
+def noise_floor(samples: Path, p: Plan) -> dict:
+    """Per task, how many problems the base model's two runs disagree on (the flips an
+    innocuous change causes: eval.noise_floor.batch_size)."""
+    out = {}
+    for task in p.codegen:
+        if not (samples / f"{task}.base_noise.jsonl").exists():
+            continue
+        first = {r["item_id"]: r["passed"] for r in read_jsonl(samples / f"{task}.base.jsonl")}
+        again = {r["item_id"]: r["passed"] for r in read_jsonl(samples / f"{task}.base_noise.jsonl")}
+        flips = sum(1 for k, v in first.items() if again.get(k) != v)
+        out[task] = {"n": len(first), "flips": flips, "flip_rate": flips / len(first) if first else None}
+    return out
+
+
 def generate_all(cfg: DictConfig, p: Plan, samples: Path, model_ref: str, adapter: str,
                  tokenizer, sandbox: Sandbox, decoding: Decoding) -> dict[str, list[dict]]:
     """Every (task, model) result file that is not on disk yet; the judge answers per model."""
@@ -234,8 +310,24 @@ def generate_all(cfg: DictConfig, p: Plan, samples: Path, model_ref: str, adapte
                 answers[label] = _cached(samples / f"answers.{label}.jsonl", functools.partial(
                     runner.run_answers, p.judge_items, engine, tokenizer, messages,
                     e.judge.max_new_tokens, label))
+            if label == "base" and e.get("noise_floor", {}).get("enabled") and p.codegen:
+                _noise_runs(e, p, samples, pool.get("base"), tokenizer, sandbox, decoding)
             pool.release(label)
     return answers
+
+
+def _noise_runs(e: DictConfig, p: Plan, samples: Path, engine, tokenizer, sandbox: Sandbox,
+                decoding: Decoding) -> None:
+    """The base model again on the codegen tasks with another batch size (padding changes the
+    numerics, nothing else), into samples/<task>.base_noise.jsonl."""
+    if not isinstance(engine, HFEngine):
+        log.warning("eval.noise_floor: measured with the hf engine only (engine %s)", engine.name)
+        return
+    size = e.noise_floor.batch_size or max(1, e.batch_size // 2)
+    again = HFEngine(engine.model, engine.tokenizer, size, engine.max_new_tokens)
+    for task, problems in p.codegen.items():
+        _cached(samples / f"{task}.base_noise.jsonl", functools.partial(
+            runner.run_codegen, problems, again, tokenizer, sandbox, decoding, "base"))
 
 
 def run(cfg: DictConfig, out: Path) -> dict:
@@ -250,6 +342,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
     tokenizer = load_tokenizer(model_ref, cfg.model)
     adapter = str((train_dir / "adapter").resolve())
     samples = out / "samples"
+    reuse_generations(cfg, out)
 
     sandbox = Sandbox.from_config(e.sandbox)
     metrics: dict = {"sandbox": sandbox.describe()}
@@ -257,6 +350,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         metrics["sandbox"]["self_check"] = sandbox.self_check(load_humaneval() + load_mbpp(split="all"))
 
     p = plan(e, records, left_to_right=is_left_to_right(cfg.model.fim))
+    metrics["gate_power"] = power_plan(cfg.gate, p, cfg.gate.bootstrap.confidence)
     answers = generate_all(cfg, p, samples, model_ref, adapter, tokenizer, sandbox, decoding)
     metrics["settings"] = {
         **engine_settings(e), "runner": e.runner, "scorer": e.scorer,
@@ -277,6 +371,9 @@ def run(cfg: DictConfig, out: Path) -> dict:
                  metrics[task]["candidate"]["pass@1"])
     if p.codegen:
         _bigcode_outputs(out, e, p.codegen, metrics, decoding)
+    if e.get("noise_floor", {}).get("enabled") and (floor := noise_floor(samples, p)):
+        metrics["noise_floor"] = floor
+        log.info("noise floor (base twice, batch size changed): %s", metrics["noise_floor"])
     if p.holes:
         metrics["fim"] = {label: match_metrics(list(read_jsonl(samples / f"fim.{label}.jsonl")))
                           for label in MODELS}

@@ -25,6 +25,11 @@ A judge-based check (metric `judge.<criterion>`) counts only if the judge met th
 harness/eval/judge_reliability.py); otherwise its status is inconclusive, "judge unreliable",
 with the figures, whatever its CI says.
 
+A metric may pool several (`humaneval.pass@1 + mbpp.pass@1`): their items form one paired set,
+which gives a forgetting check the power one benchmark lacks (harness/gate/power.py). A check
+with `hold_on_inconclusive: false` can fail the gate but its inconclusive status does not hold
+it (the per-benchmark forgetting checks beside the pooled one).
+
 Decision: no-deploy if any check fails or is missing (or the thresholds changed after eval);
 otherwise inconclusive checks act as `decision.on_inconclusive` says (hold: the decision is
 "inconclusive"); otherwise deploy.
@@ -64,9 +69,14 @@ def validate(gate: dict) -> None:
     for name, check in gate["checks"].items():
         if check is None:  # declared off (null)
             continue
-        if not isinstance(check, dict) or "." not in str(check.get("metric", "")):
+        if not isinstance(check, dict) or not all(
+                "." in p for p in str(check.get("metric", "")).split("+")):
             raise _fail(f"checks.{name}.metric", (check or {}).get("metric"),
-                        "<task>.<field>, e.g. humaneval.pass@1 or judge.convention_adherence")
+                        "<task>.<field>, e.g. humaneval.pass@1 or judge.convention_adherence, "
+                        "or metrics pooled with +, e.g. humaneval.pass@1 + mbpp.pass@1")
+        if not isinstance(check.get("hold_on_inconclusive", True), bool):
+            raise _fail(f"checks.{name}.hold_on_inconclusive", check["hold_on_inconclusive"],
+                        "true or false")
         if check.get("rule") not in RULES:
             raise _fail(f"checks.{name}.rule", check.get("rule"), f"one of {RULES}")
         number(f"checks.{name}.fail", check.get("fail"), 0)
@@ -79,6 +89,8 @@ def validate(gate: dict) -> None:
     number("bootstrap.confidence", boot.get("confidence"), 0.5, 0.999)
     number("bootstrap.seed", boot.get("seed"), 0)
     number("decision.min_items", decision.get("min_items"), 1)
+    if (gate.get("power") or {}).get("flip_rate") is not None:
+        number("power.flip_rate", gate["power"]["flip_rate"], 0.0001, 1)
     rel = gate.get("judge_reliability")
     if rel is not None:
         if not isinstance(rel, dict) or set(rel) - set(RELIABILITY_KEYS):
@@ -178,7 +190,8 @@ def apply_judge_reliability(row: dict, measured: dict | None, thresholds: dict) 
 def decide(checks: list[dict], gate: dict, flags: list[str]) -> tuple[str, list[str]]:
     """The run's decision and the reasons for anything short of deploy. `flags` are problems
     found outside the checks (e.g. thresholds changed after eval); any flag means no-deploy."""
-    by_status = {s: [c["name"] for c in checks if c["status"] == s]
+    by_status = {s: [c["name"] for c in checks if c["status"] == s
+                     and (s != "inconclusive" or c.get("hold_on_inconclusive", True))]
                  for s in ("fail", "missing", "inconclusive")}
     reasons = list(flags) + [f"{s}: {', '.join(names)}" for s, names in by_status.items() if names]
     if flags or by_status["fail"] or by_status["missing"]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from harness.gate.power import check_power, is_pass_fail, parts
 from harness.gate.rules import (
     EXIT_CODES,
     apply_judge_reliability,
@@ -36,7 +37,18 @@ MODELS = ("base", "candidate")
 
 def paired_values(samples: Path, metric: str) -> tuple[list[float], list[float], dict[str, int]]:
     """Per-item values of `metric` for base and candidate on the items both have, and how many
-    items only one of them has (e.g. a judge reply that stayed unreadable for one model)."""
+    items only one of them has (e.g. a judge reply that stayed unreadable for one model). A
+    pooled metric (`a + b`) is the items of each part together; a part with no data is none."""
+    if "+" in metric:
+        base, cand, unpaired = [], [], {f"{label}_only": 0 for label in MODELS}
+        for part in parts(metric):
+            b, c, u = paired_values(samples, part)
+            if not b:
+                return [], [], {}
+            base += b
+            cand += c
+            unpaired = {k: v + u.get(k, 0) for k, v in unpaired.items()}
+        return base, cand, unpaired
     task, _, field = metric.partition(".")
     files, key = ("judge_scores", None) if task == "judge" else (task, {"pass@1": "passed"}.get(field, field))
     # With n samples per item (sampling, pass@k) an item's value is the mean over its samples.
@@ -59,6 +71,23 @@ def paired_values(samples: Path, metric: str) -> tuple[list[float], list[float],
     unpaired = {f"{label}_only": sum(1 for v in values.values() if set(v) == {label})
                 for label in MODELS}
     return [values[i]["base"] for i in items], [values[i]["candidate"] for i in items], unpaired
+
+
+def observed_power(name: str, check: dict, base: list[float], cand: list[float], gate: dict,
+                   eval_dir: Path) -> dict:
+    """What the check could resolve with the flips actually seen, beside the noise floor (the
+    base model's flips between two innocuous runs) when eval measured it."""
+    flips = sum(1 for b, c in zip(base, cand, strict=True) if b != c)
+    confidence = gate["bootstrap"]["confidence"]
+    out = check_power(name, check, len(base), max(flips, 1) / len(base), confidence, "observed")
+    metrics = eval_dir / "metrics.json"
+    floor = (read_json(metrics).get("noise_floor") or {}) if metrics.exists() else {}
+    measured = [floor[p.partition(".")[0]] for p in parts(check["metric"])
+                if p.partition(".")[0] in floor]
+    if measured:
+        n, f = sum(m["n"] for m in measured), sum(m["flips"] for m in measured)
+        out["noise_floor"] = {"n": n, "flips": f, "flip_rate": f / n if n else None}
+    return {**out, "flips": flips}
 
 
 def judge_reliability(eval_dir: Path, criterion: str) -> dict | None:
@@ -85,6 +114,8 @@ def run(cfg: DictConfig, out: Path) -> dict:
     for name, check in gate["checks"].items():
         base, cand, unpaired = paired_values(samples, check["metric"])
         row = {**evaluate_check(name, dict(check), base, cand, gate), "unpaired": unpaired}
+        if base and is_pass_fail(check["metric"]):
+            row["power"] = observed_power(name, check, base, cand, gate, eval_dir)
         if gate.get("judge_reliability") is not None and is_judge_check(check):
             row = apply_judge_reliability(
                 row, judge_reliability(eval_dir, check["metric"].partition(".")[2]),
