@@ -6,6 +6,14 @@ of everything the output depends on (its config sections and the upstream finger
 A rerun with the same fingerprint skips the stage; a crashed stage leaves its `.partial`
 directory, which the next attempt reuses (training resumes from its checkpoints there).
 
+Keys that only steer how a stage runs (`OPERATIONAL`) are in no fingerprint. Keys that say how
+far it runs (`EXTENDS`: a positive train.max_steps) are in the fingerprint but not in the
+*resume key*: work done under the same resume key is continued, not redone, so raising
+train.max_steps trains on from the last checkpoint of a finished or interrupted run. A change
+of any other key makes the old `.partial` unusable: it is set aside as `<stage>.superseded/`
+(with a message naming the keys that changed) and deleted only once the new run is published;
+changing the keys back resumes it.
+
 A stage whose upstream has not run in this run dir runs it first, so every command (and every
 job of a Hydra multirun) is complete on its own. Deterministic stages (`CACHED`) are also kept
 in `<cache_dir>/stages/<stage>/<fingerprint>/` and restored from there by any later run.
@@ -18,14 +26,23 @@ import importlib
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.config_check import check_config
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, read_json, stable_hash
+from harness.io import (
+    atomic_write_json,
+    disk_full_error,
+    free_bytes,
+    is_disk_full,
+    link_or_copy,
+    make_temp_dir,
+    read_json,
+    stable_hash,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +53,15 @@ UPSTREAM = {"format": "mine", "train": "format", "eval": "train", "gate": "eval"
 # so raising a judge budget or concurrency does not throw away finished model outputs.
 OPERATIONAL = {"data.mine": ("workers", "chunk_size", "cache"),
                "judge": ("budget_usd", "max_concurrency", "timeout_s", "max_retries",
-                         "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens")}
+                         "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens"),
+               # how often training logs and saves, where it reports, how big eval batches are:
+               # none of it changes the trained weights (a test checks the adapter bytes)
+               "train": ("logging_steps", "save_steps", "save_total_limit", "report_to",
+                         "eval_batch_size")}
+# Keys that only say how far a stage runs: in its fingerprint, but only whether they are set
+# (> 0) in its resume key. train.max_steps=-1 (train for train.epochs) is not extensible: the
+# step count the checkpoints belong to is not known before the data is loaded.
+EXTENDS = {"train": ("max_steps",)}
 SECTIONS = {
     "mine": ["data.repo", "data.rev", "data.mine"],
     "format": ["data.format", "model"],
@@ -64,7 +89,9 @@ def require_output(cfg: DictConfig, name: str) -> Path:
     return path
 
 
-def fingerprint(cfg: DictConfig, name: str) -> str:
+def fingerprint_parts(cfg: DictConfig, name: str) -> dict:
+    """Everything stage `name`'s output depends on: its config sections less the operational
+    keys, its module's own inputs, and the upstream fingerprint."""
     parts: dict = {"stage": name}
     for key in SECTIONS[name]:
         value = OmegaConf.select(cfg, key)
@@ -77,14 +104,47 @@ def fingerprint(cfg: DictConfig, name: str) -> str:
         parts["inputs"] = module.fingerprint_inputs(cfg)
     if name in UPSTREAM:
         parts["upstream"] = read_json(require_output(cfg, UPSTREAM[name]) / "stage.json")["fingerprint"]
-    return stable_hash(parts)
+    return parts
 
 
-def _link_or_copy(src: str, dst: str) -> None:
+def fingerprint(cfg: DictConfig, name: str) -> str:
+    return stable_hash(fingerprint_parts(cfg, name))
+
+
+def resume_key(parts: dict, name: str) -> str:
+    """The fingerprint with the positive values of the keys that say how far the stage runs
+    (`EXTENDS`) left out: work under the same key can be continued."""
+    section = SECTIONS[name][0]
+    trimmed = {**parts}
+    if isinstance(parts.get(section), dict):
+        trimmed[section] = {k: "set" if k in EXTENDS.get(name, ()) and isinstance(v, int) and v > 0
+                            else v for k, v in parts[section].items()}
+    return stable_hash(trimmed)
+
+
+def _flat(obj: object, prefix: str = "") -> dict[str, object]:
+    if not isinstance(obj, dict):
+        return {prefix: obj}
+    out: dict[str, object] = {}
+    for k, v in obj.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def changed_keys(old: dict, new: dict) -> list[str]:
+    """`key: old → new` for every setting that differs between two fingerprint parts."""
+    a, b = _flat(old), _flat(new)
+    return [f"{k}: {a.get(k, '<unset>')!r} → {b.get(k, '<unset>')!r}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _marker(path: Path) -> dict | None:
+    """What a `.partial` directory was started for (None: unknown, e.g. an older harness)."""
     try:
-        os.link(src, dst)  # cache and runs usually share a filesystem: no bytes copied
-    except OSError:
-        shutil.copy2(src, dst)
+        marker = read_json(path / ".fingerprint")
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and "resume" in marker else None
 
 
 def _publish(partial: Path, out: Path) -> None:
@@ -95,13 +155,15 @@ def _publish(partial: Path, out: Path) -> None:
 
 def run_stage(cfg: DictConfig, name: str, force: bool = False) -> dict:
     """Run stage `name` unless an identical finished output exists; return its summary."""
+    check_config(cfg)  # every setting's type and range, before any work (and upstream's)
     upstream = UPSTREAM.get(name)
     if upstream and not (stage_dir(cfg, upstream) / "stage.json").exists():
         log.info("%s: needs '%s', which has not run in %s; running it first", name, upstream,
                  cfg.run_dir)
         run_stage(cfg, upstream)
     out = stage_dir(cfg, name)
-    fp = fingerprint(cfg, name)
+    parts = fingerprint_parts(cfg, name)
+    fp, resume = stable_hash(parts), resume_key(parts, name)
     done = out / "stage.json"
     if not force and done.exists() and read_json(done)["fingerprint"] == fp:
         log.info("%s: up to date, skipped (%s)", name, out)
@@ -111,36 +173,96 @@ def run_stage(cfg: DictConfig, name: str, force: bool = False) -> dict:
     if name in CACHED and not force and (cached / "stage.json").exists():
         if partial.exists():
             shutil.rmtree(partial)
-        shutil.copytree(cached, partial, copy_function=_link_or_copy)
+        shutil.copytree(cached, partial, copy_function=link_or_copy)
         _publish(partial, out)
         log.info("%s: restored from the stage cache (%s) → %s", name, cached, out)
         return read_json(done)["summary"]
+    module = importlib.import_module(MODULES[name])
+    superseded = _prepare_partial(cfg, module, name, partial, out, parts, resume)
     marker = partial / ".fingerprint"
-    if partial.exists() and (not marker.exists() or marker.read_text() != fp):
-        shutil.rmtree(partial)  # leftovers of a different config: not resumable
-    partial.mkdir(parents=True, exist_ok=True)
-    marker.write_text(fp)
+    atomic_write_json(marker, {"fingerprint": fp, "resume": resume, "parts": parts})
     log.info("%s: running → %s", name, out)
     t0 = time.time()
-    summary = importlib.import_module(MODULES[name]).run(cfg, partial)
+    try:
+        summary = module.run(cfg, partial)
+    except HarnessError:
+        raise
+    except Exception as e:
+        needed = module.space_needed(partial) if hasattr(module, "space_needed") else None
+        if _out_of_space(e, partial, needed):
+            raise disk_full_error(partial, needed, at_least=True) from e
+        raise
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun / accelerate: rank 0 publishes
         return summary
-    atomic_write_json(partial / "stage.json", {"stage": name, "fingerprint": fp,
+    atomic_write_json(partial / "stage.json", {"stage": name, "fingerprint": fp, "resume": resume,
                                                "seconds": round(time.time() - t0, 2),
                                                "summary": summary})
     marker.unlink()
     _publish(partial, out)
+    if superseded.exists():
+        shutil.rmtree(superseded)
+        log.info("%s: removed %s (the earlier config's work; the new run is published)", name,
+                 superseded)
     if name in CACHED:
         _store(out, cached)
     log.info("%s: done in %.1fs → %s", name, time.time() - t0, out)
     return summary
 
 
+def _prepare_partial(cfg: DictConfig, module, name: str, partial: Path, out: Path, parts: dict,
+                     resume: str) -> Path:
+    """Make `partial` ready to (re)start under resume key `resume`; returns the superseded dir.
+
+    Work started under another resume key is set aside (never deleted before the new run is
+    published); work set aside earlier under this key is taken back. A finished output under
+    this key (only train.max_steps/epochs changed) seeds the partial via the module's `adopt`.
+    """
+    superseded = out.with_name(name + ".superseded")
+    current = _marker(partial) if partial.exists() else None
+    if partial.exists() and (current is None or current["resume"] != resume
+                             or not _resumable(module, cfg, partial)):
+        if superseded.exists() and (_marker(superseded) or {}).get("resume") == resume:
+            partial.rename(superseded.with_name(superseded.name + ".tmp"))  # swap the two
+            superseded.rename(partial)
+            superseded.with_name(superseded.name + ".tmp").rename(superseded)
+            log.warning("%s: resuming the work kept in %s (the config is back to it); the "
+                        "other config's work is kept in %s until this run finishes", name,
+                        partial, superseded)
+            return superseded
+        if superseded.exists():
+            shutil.rmtree(superseded)
+        partial.rename(superseded)
+        why = (changed_keys(current["parts"], parts) if current else ["(unknown: no marker)"])
+        log.warning("%s: the work in %s cannot be resumed under this config (changed: %s); it "
+                    "is kept in %s until this run finishes, and resumed if you change it back",
+                    name, partial, "; ".join(why[:8]) or "its progress", superseded)
+    if not partial.exists():
+        partial.mkdir(parents=True)
+        finished = read_json(out / "stage.json") if (out / "stage.json").exists() else {}
+        if finished.get("resume") == resume and hasattr(module, "adopt") and module.adopt(cfg, out, partial):
+            log.info("%s: continuing the finished run in %s (only %s changed)", name, out,
+                     ", ".join(f"{SECTIONS[name][0]}.{k}" for k in EXTENDS.get(name, ())))
+    return superseded
+
+
+def _out_of_space(exc: Exception, partial: Path, needed: int | None) -> bool:
+    """Whether a stage failed because its filesystem is full. safetensors says so, but torch's
+    checkpoint writer fails with an opaque RuntimeError ("unexpected pos 576 vs 534"), so a
+    write error while less than the needed space (at least 1 MiB) is free counts as well."""
+    if is_disk_full(exc):
+        return True
+    return isinstance(exc, OSError | RuntimeError) and free_bytes(partial) < max(needed or 0, 1 << 20)
+
+
+def _resumable(module, cfg: DictConfig, partial: Path) -> bool:
+    return module.resumable(cfg, partial) if hasattr(module, "resumable") else True
+
+
 def _store(out: Path, cached: Path) -> None:
     """Copy a finished stage into the cache (atomically: a temp dir renamed into place)."""
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=cached.parent, prefix=f".{cached.name}."))
-    shutil.copytree(out, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
+    tmp = make_temp_dir(cached.parent, prefix=f".{cached.name}.")
+    shutil.copytree(out, tmp, dirs_exist_ok=True, copy_function=link_or_copy)
     try:
         tmp.rename(cached)
     except OSError:  # another run stored the same fingerprint first

@@ -10,15 +10,22 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
+
+from harness.io import link_or_copy
 
 log = logging.getLogger(__name__)
 PREFIX = "checkpoint-"
 
 
-def _step(path: Path) -> int:
+def checkpoint_step(path: Path) -> int:
+    """The step in a `checkpoint-N` directory's name (-1 for any other name)."""
     suffix = path.name[len(PREFIX):]
-    return int(suffix) if suffix.isdigit() else -1
+    return int(suffix) if path.name.startswith(PREFIX) and suffix.isdigit() else -1
+
+
+_step = checkpoint_step
 
 
 def complete(path: Path) -> bool:
@@ -37,3 +44,10 @@ def last_checkpoint(root: Path) -> Path | None:
                 return path
             log.warning("ignoring %s: incomplete (the run was stopped while saving it)", path)
     return None
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """A copy of `src` at `dst` made of hard links where the filesystem allows (no bytes
+    copied for a multi-GB checkpoint), else of copies."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dst, copy_function=link_or_copy, dirs_exist_ok=True)

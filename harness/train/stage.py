@@ -3,7 +3,10 @@
 Every setting comes from `conf/train/` (one config for both backends). Checkpoints go to
 `<stage>.partial/checkpoints/`, which survives a crash (see harness/stages.py), so rerunning
 the same command resumes from the last complete checkpoint and ends at the same final step.
-TensorBoard logs go to `tensorboard/`; W&B / MLflow when `train.report_to` names them.
+Logging, saving and reporting settings may change between the attempts (they apply from the
+resume on); raising train.max_steps continues a finished run from its last checkpoint (see
+harness/stages.py). TensorBoard logs go to `tensorboard/`; W&B / MLflow when `train.report_to`
+names them.
 """
 
 from __future__ import annotations
@@ -17,11 +20,19 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.io import atomic_write_json, read_json, sha256_tree, write_jsonl
+from harness.config_check import TrainSettings, typed
+from harness.io import atomic_write_json, read_json, respect_umask, sha256_tree, write_jsonl
 from harness.models.load import load_tokenizer
 from harness.stages import require_output
-from harness.train.backends import LOADERS, compute_dtype, cuda_available, gradient_checkpointing
-from harness.train.checkpoints import last_checkpoint
+from harness.train.backends import (
+    LOADERS,
+    compute_dtype,
+    cuda_available,
+    gradient_checkpointing,
+    loaded_base,
+    trainer_class,
+)
+from harness.train.checkpoints import checkpoint_step, last_checkpoint, link_tree
 from harness.train.data import load_train
 from harness.train.preflight import preflight
 
@@ -53,13 +64,13 @@ def peak_memory() -> dict[str, float | None]:
 def sft_config(cfg: DictConfig, out: Path, report_to: list[str]):
     from trl import SFTConfig
 
-    t = cfg.train
+    t = typed(cfg, "train", TrainSettings)
     gpu = cuda_available()
     return SFTConfig(
         output_dir=str(out / "checkpoints"),
         run_name=str(cfg.run_name),
         per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.lr,
         num_train_epochs=t.epochs,
@@ -83,26 +94,58 @@ def sft_config(cfg: DictConfig, out: Path, report_to: list[str]):
         assistant_only_loss=False,
         use_cpu=not gpu,
         bf16=gpu and str(compute_dtype()) == "torch.bfloat16",
-        gradient_checkpointing=gradient_checkpointing(t),
+        gradient_checkpointing=gradient_checkpointing(cfg.train),
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
 
 
+def whole_run_log():
+    """A callback that logs the loss at every save and at the last step, so the logged
+    intervals tile the whole run and a resumed run's history (restored from its checkpoint)
+    still covers every step; and that applies this attempt's logging/save intervals on a resume
+    (transformers keeps the ones stored in the checkpoint's trainer state). Built on first use:
+    importing transformers' Trainer pulls in torch, which up-to-date stages never need."""
+    from transformers import TrainerCallback
+
+    class WholeRunLog(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            state.compute_steps(args, state.max_steps)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if control.should_save or state.global_step >= state.max_steps:
+                control.should_log = True
+
+    return WholeRunLog()
+
+
+def whole_run_loss(history: list[dict]) -> float | None:
+    """Mean training loss over every step of the run, from the logged intervals (each entry's
+    `loss` is the mean over the steps since the previous one), so it is right after a resume:
+    transformers' own `training_loss` then averages only the resumed part."""
+    total, last = 0.0, 0
+    for h in history:
+        if "loss" in h and h["step"] > last:
+            total += h["loss"] * (h["step"] - last)
+            last = h["step"]
+    return total / last if last else None
+
+
 def build_trainer(cfg: DictConfig, out: Path):
     """(SFTTrainer, backend, model reference, tokenizer) for this config, after the preflight
     checks; the model is loaded by the selected backend with the LoRA init seeded."""
+    backend, model_ref, report_to = preflight(cfg)  # imports unsloth first on that backend
     from transformers import set_seed
-    from trl import SFTTrainer
 
-    backend, model_ref, report_to = preflight(cfg)
+    SFTTrainer = trainer_class(backend)  # TRL's, or Unsloth's patched subclass
     tokenizer = load_tokenizer(model_ref, cfg.model)
     train, held = load_train(require_output(cfg, "format"), cfg.train.max_length)
     set_seed(cfg.train.seed)  # TRL wraps the model in LoRA before the Trainer seeds anything
     model, peft_config = LOADERS[backend](model_ref, cfg)
     trainer = SFTTrainer(model=model, args=sft_config(cfg, out, report_to), train_dataset=train,
-                         eval_dataset=held, processing_class=tokenizer, peft_config=peft_config)
+                         eval_dataset=held, processing_class=tokenizer, peft_config=peft_config,
+                         callbacks=[whole_run_log()])
     if "tensorboard" in report_to:
         from transformers.integrations import TensorBoardCallback
 
@@ -123,8 +166,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
     if not trainer.is_world_process_zero():  # multi-GPU: rank 0 alone writes the outputs
         return {"global_step": trainer.state.global_step, "rank": trainer.args.process_index}
     adapter = out / "adapter"
-    trainer.model.save_pretrained(str(adapter))
-    tokenizer.save_pretrained(str(adapter))
+    save_adapter(trainer.model, tokenizer, adapter)
     history = trainer.state.log_history
     write_jsonl(out / "train_log.jsonl", history)
     losses = [h["loss"] for h in history if "loss" in h]
@@ -134,6 +176,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "base_model_id": cfg.model.get("name_or_path") or "tiny",
         "base_model_revision": cfg.model.get("revision"),
         "base_model_commit": getattr(trainer.model.config, "_commit_hash", None),
+        **loaded_base(trainer.model),  # what was loaded (Unsloth may substitute its own copy)
         "tokenizer_hash": card["tokenizer_hash"],
         "template_hash": card["template_hash"],
         "chat_template": card.get("chat_template"),
@@ -151,7 +194,8 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "tokens_seen": int(trainer.state.num_input_tokens_seen or 0),
         "train_seconds": result.metrics.get("train_runtime"),
         **peak_memory(),
-        "train_loss": result.training_loss,
+        "train_loss": whole_run_loss(history),
+        "train_loss_this_attempt": result.training_loss if resume is None else None,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
         "eval_loss": eval_loss,
@@ -160,5 +204,50 @@ def run(cfg: DictConfig, out: Path) -> dict:
     atomic_write_json(out / "manifest.json", manifest)
     log.info("adapter → %s (%d steps, logged loss %s → %s, eval loss %s)", adapter,
              manifest["global_step"], manifest["first_loss"], manifest["last_loss"], eval_loss)
-    return {k: manifest[k] for k in ("backend", "method", "global_step", "first_loss",
+    return {k: manifest[k] for k in ("backend", "method", "global_step", "train_loss", "first_loss",
                                      "last_loss", "eval_loss", "tokens_seen", "adapter_sha256")}
+
+
+def save_adapter(model, tokenizer, adapter: Path) -> None:
+    """The adapter and tokenizer, byte-identical for identical inputs (PEFT keeps the resolved
+    `target_modules` as a set, whose order, hence adapter_config.json, changes with Python's
+    hash seed, so it is saved sorted), readable as the user's umask allows."""
+    for config in model.peft_config.values():
+        if isinstance(config.target_modules, set | frozenset | list | tuple):
+            config.target_modules = sorted(config.target_modules)
+    model.save_pretrained(str(adapter))
+    tokenizer.save_pretrained(str(adapter))
+    respect_umask(adapter)  # safetensors writes its file 0600
+
+
+# ---- hooks harness/stages.py calls --------------------------------------------------------
+
+def resumable(cfg: DictConfig, partial: Path) -> bool:
+    """Whether the checkpoints in `partial` can continue under this config: not when the run
+    already went past a lowered train.max_steps (resuming would publish the later weights)."""
+    ckpt = last_checkpoint(partial / "checkpoints")
+    max_steps = int(cfg.train.max_steps)
+    return ckpt is None or max_steps < 1 or checkpoint_step(ckpt) <= max_steps
+
+
+def adopt(cfg: DictConfig, finished: Path, partial: Path) -> bool:
+    """Seed `partial` from a finished run so a raised train.max_steps trains on from its last
+    checkpoint: that checkpoint and the TensorBoard files, hard-linked (checkpoints are never
+    written in place; the finished output stays intact until the new one replaces it).
+    False (nothing adopted) when max_steps was lowered: that run is retrained."""
+    ckpt = last_checkpoint(finished / "checkpoints")
+    if ckpt is None or checkpoint_step(ckpt) > int(cfg.train.max_steps):
+        return False
+    link_tree(ckpt, partial / "checkpoints" / ckpt.name)
+    if (finished / "tensorboard").is_dir():
+        link_tree(finished / "tensorboard", partial / "tensorboard")
+    return True
+
+
+def space_needed(partial: Path) -> int | None:
+    """A lower bound on what the failed write of a training run needed: the size of its newest
+    checkpoint (the torn one, when it was the first), since each checkpoint is as large."""
+    ckpts = sorted((partial / "checkpoints").glob("checkpoint-*"), key=checkpoint_step)
+    if not ckpts:
+        return None
+    return sum(f.stat().st_size for f in ckpts[-1].rglob("*") if f.is_file())

@@ -3,6 +3,10 @@ TensorBoard logs, seeding, and the settings refused before any model is loaded."
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +105,54 @@ def test_bad_training_settings_are_refused_before_any_work(tmp_path, harness_cac
 
 def test_auto_picks_hf_without_a_gpu():
     assert select_backend("auto") == "hf"
+
+
+def test_identical_runs_store_identical_adapter_bytes(tmp_path, history_repo, harness_cache):
+    """Two processes with different hash seeds (so sets iterate in different orders) train the
+    same config: every file of the adapter directory, hence adapter_sha256, is the same."""
+    from harness.io import sha256_file
+
+    def train(name: str, hash_seed: int) -> tuple[str, dict[str, str]]:
+        env = {**os.environ, "HARNESS_CACHE": str(harness_cache), "HF_HUB_OFFLINE": "1",
+               "PYTHONHASHSEED": str(hash_seed)}
+        res = subprocess.run([sys.executable, "-m", "harness.cli", "train", f"run_name={name}",
+                              f"data.repo={history_repo}", *TRAIN, "train.max_steps=1",
+                              "train.report_to=none"], cwd=tmp_path, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+        assert res.returncode == 0, res.stdout[-3000:]
+        train_dir = tmp_path / "runs" / name / "train"
+        files = {str(p.relative_to(train_dir / "adapter")): sha256_file(p)
+                 for p in sorted((train_dir / "adapter").rglob("*")) if p.is_file()}
+        return read_json(train_dir / "manifest.json")["adapter_sha256"], files
+
+    first, second = train("a", 1), train("b", 2)
+    assert first[1] == second[1] and first[0] == second[0]
+    # and readable as the umask says (safetensors alone would leave the weights 0600)
+    from harness.io import umask
+
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "runs" / "a" / "train").rglob("*")
+             if p.is_file() and "checkpoints" not in p.parts}
+    assert set(modes.values()) == {0o666 & ~umask()}, modes
+
+
+def test_a_full_disk_during_training_names_the_path_and_the_space(tmp_path, history_repo, harness_cache):
+    """runs/ on a real 16 MiB filesystem, enough for the start-up disk check; once training has
+    begun another process fills it (as a neighbour job would). The command ends with exit 2,
+    the path and the space, not a traceback; the finished stages and the partial stay."""
+    from test_io import run_on_small_tmpfs
+
+    train = [sys.executable, "-m", "harness.cli", "train", "run_name=full",
+             f"data.repo={history_repo}", *TRAIN, "train.max_steps=6", "train.save_steps=2",
+             "train.report_to=none"]
+    fill = ("(while [ ! -d runs/full/train.partial ]; do sleep 0.02; done; "
+            "cat /dev/zero > runs/filler 2>/dev/null) &")
+    script = (f"{fill} HARNESS_CACHE={shlex.quote(str(harness_cache))} {shlex.join(train)}; rc=$?; "
+              "wait; ls runs/full; exit $rc")
+    res = run_on_small_tmpfs(tmp_path / "work" / "runs", 16 * 1024, "", cwd=tmp_path / "work",
+                             argv=["sh", "-c", script])
+    assert res.returncode == 2, res.stdout[-3000:]
+    assert "Traceback" not in res.stdout, res.stdout[-3000:]
+    assert "no space left on the device holding " in res.stdout and "runs/full/train.partial: the write" in res.stdout
+    assert "is free there" in res.stdout and "Fix: free space" in res.stdout
+    listed = res.stdout.strip().splitlines()[-4:]
+    assert {"mine", "format", "train.partial"} <= set(listed) and "train" not in listed
