@@ -45,3 +45,57 @@ def test_editing_a_benchmark_file_changes_the_eval_fingerprint(tmp_path, monkeyp
     with open(copy / "humaneval.jsonl", "a", encoding="utf-8") as f:
         f.write("\n")
     assert eval_fingerprint(tmp_path, rubric) != before
+
+
+def test_an_edited_rubric_re_judges_the_same_answers_without_regenerating(tmp_path, tiny_model,
+                                                                          caplog):
+    """The eval reruns (its fingerprint changed) and the judge grades again with the new
+    rubric, but the models' answers come from the last finished eval; a change that does
+    alter them (a generation setting) regenerates them."""
+    from conftest import make_adapter
+    from judge_fake_server import FakeJudge, json_judge
+
+    from harness.io import read_jsonl, write_jsonl
+    from harness.stages import run_stage
+
+    run = tmp_path / "run"
+    write_jsonl(run / "mine" / "records.jsonl", [
+        {"id": f"c{i}", "kind": "commit", "split": "test", "instruction": f"Add helper {i}",
+         "response": f"+def helper_{i}(x):\n+    return x + {i}"} for i in range(2)])
+    for name in ("mine", "train"):
+        atomic_write_json(run / name / "stage.json", {"stage": name, "fingerprint": name,
+                                                      "summary": {}})
+    make_adapter(tiny_model, run / "train" / "adapter")
+    rubric = tmp_path / "rubric.yaml"
+    shutil.copy(ROOT / "judges" / "code_change.yaml", rubric)
+    only_the_judge = [
+        f"model.name_or_path={tiny_model}", f"judge.rubric={rubric}", "judge.model=fake",
+        "judge.output=json", "judge.max_tokens=50", "judge.reliability.enabled=false",
+        "judge.pairwise=false", "eval.humaneval.enabled=false", "eval.mbpp.enabled=false",
+        "eval.humaneval_infill.enabled=false", "eval.fim.enabled=false",
+        "eval.sandbox.self_check=false", "eval.judge.max_new_tokens=8"]
+
+    def evaluate(*overrides: str) -> tuple[list[dict], FakeJudge]:
+        with FakeJudge(json_judge) as server:
+            cfg = make_cfg(run, cache_dir=tmp_path / "cache", overrides=[
+                *only_the_judge, f"judge.base_url='{server.base_url}'", *overrides])
+            run_stage(cfg, "eval")
+        return list(read_jsonl(run / "eval" / "samples" / "answers.candidate.jsonl")), server
+
+    first, server = evaluate()
+    assert len(server.requests) == 2 * 2 * 3  # items x models x criteria
+    rubric.write_text(re.sub(r"\nversion: \d+", "\nversion: 99", rubric.read_text()).replace(
+        "Does the response follow this repository's conventions",
+        "Does the response follow the conventions of this repository"))
+    with caplog.at_level("INFO", logger="harness.eval.stage"):
+        again, server = evaluate()
+    assert len(server.requests) == 2 * 2  # only the edited criterion's prompts are new
+    assert again == first  # the very rows, timings included: not generated again
+    assert "answers.candidate.jsonl: the same models, prompts and settings" in caplog.text
+    assert "answers.candidate: 2 rows" not in caplog.text  # what _cached logs when it generates
+
+    caplog.clear()
+    with caplog.at_level("INFO", logger="harness.eval.stage"):
+        evaluate("eval.judge.max_new_tokens=9")
+    assert "outputs are reused" not in caplog.text
+    assert "answers.candidate: 2 rows" in caplog.text
