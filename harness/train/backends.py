@@ -3,14 +3,23 @@ ready for LoRA and returns (model, peft_config_or_None); the TRL trainer loop is
 (harness/train/stage.py), so one Hydra config drives both.
 
 - `hf`: transformers + PEFT (+ bitsandbytes NF4 for QLoRA). Runs everywhere, CPU included.
-- `unsloth`: Unsloth's FastLanguageModel (fused kernels, its own gradient checkpointing).
-  Needs CUDA and the `unsloth` extra; `auto` picks it only then.
+- `unsloth`: Unsloth's FastLanguageModel (fused kernels, its own gradient checkpointing) and
+  its patched trainer. Needs CUDA and the `unsloth` extra; `auto` picks it only then. Nothing
+  on the default import path imports unsloth: only `import_unsloth_first` does, before
+  transformers, TRL and PEFT (the preflight calls it first thing when the backend is unsloth).
+
+Unsloth usage follows unslothai/unsloth (2026.x): unsloth/_gpu_init.py (import order),
+unsloth/models/loader.py (`FastLanguageModel.from_pretrained`, its repo mapper and
+`use_exact_model_name`), unsloth/models/llama.py (`get_peft_model`'s fast path), and
+unsloth/trainer.py (`UnslothTrainer`, an `SFTTrainer` subclass).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
+import sys
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -98,23 +107,82 @@ def load_hf(model_ref: str, cfg: DictConfig) -> tuple[Any, Any]:
     return model, peft_config
 
 
+def import_unsloth_first() -> None:
+    """`import unsloth` before transformers, TRL and PEFT: it patches them when imported and
+    warns that its optimizations may not apply if they came first (unsloth/_gpu_init.py:
+    "Unsloth should be imported before [...]", critical_modules = trl, transformers, peft)."""
+    if "unsloth" in sys.modules:
+        return
+    early = [m for m in ("transformers", "trl", "peft") if m in sys.modules]
+    if early:
+        log.warning("unsloth is imported after %s, so its patches may not apply. Fix: start "
+                    "the training from `harness train` / `harness run`, whose preflight "
+                    "imports unsloth first.", early)
+    importlib.import_module("unsloth")
+
+
+def unsloth_lora_kwargs(tcfg: DictConfig) -> dict:
+    """`FastLanguageModel.get_peft_model` arguments. Its fast path (fused LoRA MLP/QKV/O
+    kernels) applies only with lora_dropout == 0 and bias == "none"; otherwise it warns and
+    patches everything but the LoRA matrices (unsloth/models/llama.py, get_peft_model and
+    patch_peft_model), so the unsloth preset (conf/train/unsloth.yaml) sets dropout 0."""
+    targets = _targets(tcfg.lora)
+    bias = str(tcfg.lora.get("bias") or "none")
+    if float(tcfg.lora.dropout) != 0 or bias != "none":
+        log.warning("train.lora.dropout=%s, bias=%s: Unsloth's fast LoRA kernels need dropout 0 "
+                    "and bias none. Fix: train=unsloth (its preset), or train.lora.dropout=0.",
+                    tcfg.lora.dropout, bias)
+    return {"r": tcfg.lora.r, "lora_alpha": tcfg.lora.alpha, "lora_dropout": tcfg.lora.dropout,
+            "bias": bias,
+            "target_modules": LINEAR_MODULES if targets == "all-linear" else targets,
+            # "unsloth": its offloaded checkpointing (unsloth/models/llama.py's default)
+            "use_gradient_checkpointing": "unsloth" if gradient_checkpointing(tcfg) else False,
+            "random_state": tcfg.seed}
+
+
 def load_unsloth(model_ref: str, cfg: DictConfig) -> tuple[Any, Any]:
     """FastLanguageModel with the same LoRA settings; returns an already-wrapped PEFT model."""
-    from unsloth import FastLanguageModel  # import before transformers work: it patches them
+    import_unsloth_first()
+    from unsloth import FastLanguageModel
 
-    tcfg = cfg.train
+    tcfg, revision = cfg.train, cfg.model.get("revision") or None
     model, _ = FastLanguageModel.from_pretrained(
         model_name=model_ref, max_seq_length=tcfg.max_length, dtype=None,
-        load_in_4bit=tcfg.method == "qlora", revision=cfg.model.get("revision") or None,
+        # Unsloth's default is load_in_4bit=True: say which, always.
+        load_in_4bit=tcfg.method == "qlora", load_in_8bit=False, full_finetuning=False,
+        revision=revision,
+        # Unsloth maps hub ids to its own copies (e.g. unsloth/...-bnb-4bit) and then drops
+        # the pinned revision (loader.py, _revision_for_resolved_repo); a pin means this repo.
+        use_exact_model_name=revision is not None,
     )
-    targets = _targets(tcfg.lora)
-    model = FastLanguageModel.get_peft_model(
-        model, r=tcfg.lora.r, lora_alpha=tcfg.lora.alpha, lora_dropout=tcfg.lora.dropout,
-        target_modules=LINEAR_MODULES if targets == "all-linear" else targets,
-        use_gradient_checkpointing="unsloth" if gradient_checkpointing(tcfg) else False,
-        random_state=tcfg.seed,
-    )
+    model = FastLanguageModel.get_peft_model(model, **unsloth_lora_kwargs(tcfg))
+    loaded = loaded_base(model)
+    if loaded["loaded_repo"] not in (None, model_ref):
+        log.warning("Unsloth loaded %s for %s (its pre-quantized copy); the manifest records "
+                    "both. Pin model.revision to load the requested repo as-is.",
+                    loaded["loaded_repo"], model_ref)
     return model, None
+
+
+def loaded_base(model) -> dict:
+    """What was actually loaded (the repo or directory and its commit), which can differ from
+    what was asked for when Unsloth substitutes its own copy of a model."""
+    config = getattr(model, "config", None)
+    return {"loaded_repo": getattr(config, "_name_or_path", None) or None,
+            "loaded_commit": getattr(config, "_commit_hash", None)}
+
+
+def trainer_class(backend: str):
+    """TRL's SFTTrainer, or for unsloth its `UnslothTrainer` (an SFTTrainer subclass with its
+    optimizer grouping), imported after unsloth has patched TRL (unsloth/trainer.py)."""
+    if backend == "unsloth":
+        import_unsloth_first()
+        from unsloth import UnslothTrainer
+
+        return UnslothTrainer
+    from trl import SFTTrainer
+
+    return SFTTrainer
 
 
 LOADERS = {"hf": load_hf, "unsloth": load_unsloth}

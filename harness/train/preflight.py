@@ -14,7 +14,6 @@ import importlib
 import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -199,25 +198,12 @@ def check_eval_engine(cfg: DictConfig) -> None:
                            "CUDA machine, or use eval.engine=hf.")
 
 
-def import_unsloth_first() -> None:
-    """`import unsloth` before transformers, TRL and PEFT: it patches them at import, and
-    warns that its optimizations do not apply when they were imported first
-    (unslothai/unsloth, unsloth/_gpu_init.py: "Unsloth should be imported before ...")."""
-    if "unsloth" in sys.modules:
-        return
-    early = [m for m in ("transformers", "trl", "peft") if m in sys.modules]
-    if early:
-        log.warning("unsloth is imported after %s: its patches may not apply. Run the train "
-                    "stage in its own command (harness train) to avoid this.", early)
-    importlib.import_module("unsloth")
-
-
 def _train_checks(cfg: DictConfig):
     from harness.models.load import resolve_model_path
-    from harness.train.backends import select_backend
+    from harness.train.backends import import_unsloth_first, select_backend
 
     backend = select_backend(cfg.train.backend)
-    if backend == "unsloth":
+    if backend == "unsloth":  # before anything below imports transformers
         import_unsloth_first()
     check_method(cfg.train.method)
     report_to = report_targets(cfg.train.report_to)
