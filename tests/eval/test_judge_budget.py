@@ -101,3 +101,24 @@ def test_the_budget_message_counts_what_the_calls_in_flight_spent(tmp_path):
     paid = len(server.requests)
     assert paid > 0
     assert f"${PER_CALL * paid:.6f} spent on {paid} new calls" in str(stopped.value)
+
+
+def test_a_budget_stop_reaches_the_requests_waiting_on_a_shared_call():
+    """Copies of a prompt wait on its one call; when the budget stops the run, a copy whose
+    call never started stops too, and one whose call was answered gets that answer."""
+    from harness.eval.judge import Judge, JudgeItem, load_rubric
+    from harness.eval.judge_client import JudgeClient, Ledger
+
+    items = [JudgeItem(f"{copy}{n}", f"Change {n}", f"answer {n}") for copy in "ab" for n in range(4)]
+    rubric = load_rubric(RUBRIC)
+    one = dataclasses.replace(rubric, criteria=rubric.criteria[:1])
+    with FakeJudge(json_judge, latency_s=0.3) as server:
+        judge = Judge(one, JudgeClient(server.base_url, "fake", max_concurrency=64,
+                                       ledger=Ledger(1.0, 2.0, budget_usd=2.5)),
+                      output="json", max_tokens=50)
+        with pytest.raises(HarnessError, match="Stopped cleanly") as stopped:
+            judge.grade(items)
+    paid = len(server.requests)
+    assert 0 < paid == judge.client.ledger.calls < 4  # the budget held a few calls' worst case
+    assert judge.client.ledger.cached_calls == paid  # each paid call answered its copy too
+    assert f"{2 * paid} of 8 judgements of this batch finished" in str(stopped.value)
