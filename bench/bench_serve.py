@@ -1,35 +1,44 @@
-"""Completions per second and latency percentiles of the model server (harness/serve/app.py)
-over loopback HTTP: the base model alone (the baseline), one LoRA adapter, and several adapters
-selected per request (round robin, so nearly every request switches adapter).
+"""The model server (harness/serve/app.py) under load, over loopback HTTP. Two benchmarks:
 
-The server runs in its own process (as `harness serve` does), over the offline tiny model and
-random LoRA adapters (r=16 on every linear layer, like conf/train/lora.yaml); clients send
-/v1/completions requests (half of them fill-in-the-middle, with a `suffix`) from
-`--concurrency` threads. Every scenario gets the same requests, greedy, the same max_tokens.
-Also measured, as the cost a server would pay without per-request adapters: loading the base
-model plus one adapter (what reloading on every switch would cost).
+`burst` (the default): a bounded burst of mixed traffic, `--requests` (200) from
+`--concurrency` (16) clients: small completions (8 new tokens, half fill-in-the-middle), a few
+long ones (`--long-tokens`), malformed requests (`guided_choice: []`, `seed: 2**64`, broken
+JSON, ...) and oversized ones (a 1 MB prompt, over the body limit; a 400 KB prompt, under it but
+far over the prompt-token limit). Reported per server: unexpected 5xx and connection errors,
+the server process's RSS before and after (and its peak), and the latency of the small
+requests (p50, p95, their ratio). Run against this tree and, with `--old REV`, against the
+harness package of git revision REV (extracted to a temp dir), side by side, as ratios.
 
-    .venv/bin/python bench/bench_serve.py [--requests 64] [--concurrency 4] [--adapters 4]
-                                          [--max-tokens 16]
+`adapters`: completions per second with the base model alone (the baseline), one LoRA adapter,
+and several adapters selected per request, plus what reloading per switch would cost.
 
-Writes bench/results/bench_serve.json.
+The server runs in its own process (as `harness serve` does), over the offline tiny model
+(random weights; its text is noise, its costs are real).
+
+    .venv/bin/python bench/bench_serve.py burst [--requests 200] [--concurrency 16]
+                                                [--long-tokens 256] [--rounds 1] [--old REV]
+    .venv/bin/python bench/bench_serve.py adapters [--requests 64] [--concurrency 4]
+
+Writes bench/results/bench_serve_burst.json or bench/results/bench_serve.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import json
 import os
+import random
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from _results import write_result  # noqa: E402
@@ -44,7 +53,228 @@ PREFIXES = [
     "def parse_line(line: str) -> dict:\n    key, _, value = ",
 ]
 SUFFIXES = ["\n    return total / len(values)\n", "\n    return found\n", "\n", "\n    return out\n"]
+CHILD = "--serve-child"
 
+
+# --- the server process -------------------------------------------------------------------
+
+def child(port: int, base: str, adapters: dict[str, str]) -> None:
+    """Entry point of the server process; PYTHONPATH picks which harness it imports."""
+    import inspect
+
+    import uvicorn
+
+    from harness.serve.app import create_app
+
+    kwargs = {}
+    if "limits" in inspect.signature(create_app).parameters:  # absent from older revisions
+        from harness.serve.app import Limits
+        kwargs["limits"] = Limits()
+    uvicorn.run(create_app(base, adapters=adapters, **kwargs), host="127.0.0.1", port=port,
+                log_level="critical", access_log=False)
+
+
+def start(base: str, adapters: dict[str, str], package_root: Path = ROOT
+          ) -> tuple[subprocess.Popen, str, float]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(package_root)}
+    proc = subprocess.Popen([sys.executable, __file__, CHILD, str(port), base, json.dumps(adapters)],
+                            env=env, cwd=str(package_root))
+    url = f"http://127.0.0.1:{port}/v1"
+    import httpx
+
+    while time.perf_counter() - t0 < 300 and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                return proc, url, time.perf_counter() - t0
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the server did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def percentiles(values: list[float]) -> dict:
+    if len(values) < 2:
+        return {"p50_ms": None, "p95_ms": None}
+    q = statistics.quantiles(sorted(values), n=100, method="inclusive")
+    return {"p50_ms": round(q[49], 1), "p95_ms": round(q[94], 1)}
+
+
+# --- burst ----------------------------------------------------------------------------------
+
+def burst_plan(n: int, long_tokens: int, seed: int = 0) -> list[tuple[str, str, bytes]]:
+    """(kind, path, body) for `n` requests: 75% small, 5% long, 10% malformed, 10% oversized,
+    shuffled with a fixed seed so every server gets the same sequence."""
+    chat = [{"role": "user", "content": "Write a function that adds two numbers."}]
+    malformed = [{"model": "base", "messages": chat, "guided_choice": []},
+                 {"model": "base", "messages": chat, "max_tokens": 2, "seed": 2**64},
+                 {"model": "base", "messages": "not a list"},
+                 {"model": "base", "prompt": "x", "max_tokens": 0},
+                 {"model": "base", "prompt": "x", "temperature": "hot"}]
+    plan = []
+    for i in range(n):
+        slot = i % 20
+        if slot < 15:
+            body = {"model": "base", "prompt": PREFIXES[i % 4], "max_tokens": 8, "temperature": 0}
+            if i % 2:
+                body["suffix"] = SUFFIXES[i % 4]
+            plan.append(("small", "/completions", json.dumps(body).encode()))
+        elif slot == 15:
+            body = {"model": "base", "prompt": PREFIXES[i % 4], "max_tokens": long_tokens,
+                    "temperature": 0}
+            plan.append(("long", "/completions", json.dumps(body).encode()))
+        elif slot < 18:
+            body = malformed[i % len(malformed)]
+            path = "/chat/completions" if "messages" in body else "/completions"
+            plan.append(("malformed", path, json.dumps(body).encode()))
+        else:
+            size = 1_000_000 if slot == 18 else 400_000
+            body = {"model": "base", "prompt": "x = 1\n" * (size // 6), "max_tokens": 1}
+            plan.append(("oversized", "/completions", json.dumps(body).encode()))
+    plan.append(("malformed", "/completions", b"{not json"))
+    random.Random(seed).shuffle(plan)
+    return plan[:n]
+
+
+def rss_sampler(pid: int, stop_event: threading.Event, peak: list[int]) -> None:
+    import psutil
+
+    proc = psutil.Process(pid)
+    while not stop_event.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss)
+        stop_event.wait(0.2)
+
+
+def run_burst(url: str, pid: int, plan: list[tuple[str, str, bytes]], concurrency: int,
+              rounds: int, deadline_s: float, timeout_s: float) -> dict:
+    import httpx
+    import psutil
+
+    client = httpx.Client(base_url=url, timeout=timeout_s,
+                          limits=httpx.Limits(max_connections=concurrency),
+                          headers={"content-type": "application/json"})
+    small = json.dumps({"model": "base", "prompt": PREFIXES[0], "max_tokens": 8,
+                        "temperature": 0}).encode()
+    with ThreadPoolExecutor(concurrency) as pool:  # warm up every worker, then take the RSS
+        for r in pool.map(lambda _: client.post("/completions", content=small),
+                          range(2 * concurrency)):
+            r.raise_for_status()
+    rss_before = psutil.Process(pid).memory_info().rss
+    peak, stop_event = [rss_before], threading.Event()
+    sampler = threading.Thread(target=rss_sampler, args=(pid, stop_event, peak), daemon=True)
+    sampler.start()
+    t_end = time.perf_counter() + deadline_s
+
+    def one(job: tuple[str, str, bytes]) -> tuple[str, str, float]:
+        kind, path, body = job
+        if time.perf_counter() > t_end:
+            return kind, "not sent (deadline)", 0.0
+        t0 = time.perf_counter()
+        try:
+            status = str(client.post(path, content=body).status_code)
+        except httpx.TimeoutException:
+            status = "timeout"
+        except httpx.TransportError as e:  # a reset connection
+            status = f"connection error ({type(e).__name__})"
+        return kind, status, 1000 * (time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    results, rss_rounds = [], []
+    for _ in range(rounds):  # the same burst again: memory that is not given back shows here
+        with ThreadPoolExecutor(concurrency) as pool:
+            results += pool.map(one, plan)
+        rss_rounds.append(round(psutil.Process(pid).memory_info().rss / 2**20))
+    wall = time.perf_counter() - t0
+    stop_event.set()
+    sampler.join()
+    rss_after = psutil.Process(pid).memory_info().rss
+    client.close()
+
+    statuses: dict[str, dict[str, int]] = {}
+    for kind, status, _ in results:
+        statuses.setdefault(kind, {}).setdefault(status, 0)
+        statuses[kind][status] += 1
+    unexpected_5xx = sum(1 for _, s, _ in results if s.startswith("5"))
+    broken = sum(1 for _, s, _ in results if not s[0].isdigit() and not s.startswith("not sent"))
+    small_ok = [ms for kind, s, ms in results if kind == "small" and s == "200"]
+    lat = percentiles(small_ok)
+    return {"seconds": round(wall, 1), "statuses": statuses, "unexpected_5xx": unexpected_5xx,
+            "connection_errors_or_timeouts": broken,
+            "rss_before_mb": round(rss_before / 2**20), "rss_after_mb": round(rss_after / 2**20),
+            "rss_after_each_round_mb": rss_rounds,
+            "rss_peak_mb": round(peak[0] / 2**20),
+            "rss_after_vs_before": round(rss_after / rss_before, 2),
+            "small_requests_ok": len(small_ok), **lat,
+            "small_p95_vs_p50": (round(lat["p95_ms"] / lat["p50_ms"], 2)
+                                 if lat["p50_ms"] else None)}
+
+
+def old_tree(rev: str, into: Path) -> Path:
+    """The `harness` package as of git revision `rev`, extracted under `into`."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "harness"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def burst(args: argparse.Namespace, base: str) -> None:
+    plan = burst_plan(args.requests, args.long_tokens)
+    alone = [job for job in plan if job[0] == "small"]
+    servers = [("this tree, small only", ROOT, alone), ("this tree", ROOT, plan)]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.old:
+            servers.append((f"old ({args.old})", old_tree(args.old, Path(tmp)), plan))
+        runs = []
+        for label, root, jobs in servers:
+            proc, url, _ = start(base, {}, root)
+            try:
+                runs.append({"server": label, **run_burst(url, proc.pid, jobs, args.concurrency,
+                                                          args.rounds, args.deadline_s,
+                                                          args.timeout_s)})
+            finally:
+                stop(proc)
+
+    def ratio(a: dict, b: dict, label: str) -> dict:
+        return {"server": label, **{k: round(a[k] / b[k], 2) if a[k] and b[k] else None
+                                    for k in ("seconds", "rss_after_mb", "p50_ms", "p95_ms",
+                                              "small_p95_vs_p50")}}
+
+    runs.append(ratio(runs[1], runs[0], "mixed / small only"))
+    if args.old:
+        runs.append(ratio(runs[1], runs[2], "this tree / old"))
+    counts: dict[str, int] = {}
+    for kind, _, _ in plan:
+        counts[kind] = counts.get(kind, 0) + 1
+    result = {"model": "tiny (offline, random weights, CPU)", "requests": len(plan),
+              "mix": counts, "rounds": args.rounds, "concurrency": args.concurrency, "long_tokens": args.long_tokens,
+              "small_tokens": 8, "runs": runs}
+    out = write_result("bench_serve_burst", result)
+    print(f"\n{len(plan)} requests {counts}, {args.concurrency} clients, long = "
+          f"{args.long_tokens} new tokens; tiny model on CPU")
+    keys = ["seconds", "unexpected_5xx", "connection_errors_or_timeouts", "rss_before_mb",
+            "rss_after_mb", "rss_peak_mb", "p50_ms", "p95_ms", "small_p95_vs_p50"]
+    print(f"{'':<24}" + "".join(f"{k[:14]:>16}" for k in keys))
+    for r in runs:
+        print(f"{r['server']:<24}" + "".join(f"{r.get(k, '')!s:>16}" for k in keys))
+    for r in runs[:3]:
+        print(f"{r['server']}: {r.get('statuses')}; RSS MB after each round "
+              f"{r.get('rss_after_each_round_mb')}")
+    print(f"results → {out}")
+
+
+# --- adapters -------------------------------------------------------------------------------
 
 def make_adapters(base: str, folder: Path, n: int) -> dict[str, str]:
     import torch
@@ -62,36 +292,6 @@ def make_adapters(base: str, folder: Path, n: int) -> dict[str, str]:
         model.save_pretrained(str(folder / f"repo{i}"))
         adapters[f"repo{i}"] = str(folder / f"repo{i}")
     return adapters
-
-
-def serve(base: str, adapters: dict[str, str], port: int) -> None:
-    import uvicorn
-
-    from harness.serve.app import create_app
-
-    uvicorn.run(create_app(base, adapters=adapters), host="127.0.0.1", port=port,
-                log_level="warning", access_log=False)
-
-
-def start(base: str, adapters: dict[str, str]) -> tuple[multiprocessing.Process, str, float]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    t0 = time.perf_counter()
-    proc = multiprocessing.get_context("spawn").Process(target=serve, args=(base, adapters, port),
-                                                        daemon=True)
-    proc.start()
-    url = f"http://127.0.0.1:{port}/v1"
-    import httpx
-
-    while time.perf_counter() - t0 < 300:
-        try:
-            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
-                return proc, url, time.perf_counter() - t0
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not start")
 
 
 def load_time(base: str, adapter: str, repeats: int = 3) -> float:
@@ -132,18 +332,7 @@ def drive(url: str, models: list[str], n: int, concurrency: int, max_tokens: int
             "p50_ms": round(q[49], 1), "p90_ms": round(q[89], 1), "p99_ms": round(q[98], 1)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=64)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--adapters", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=16)
-    args = parser.parse_args()
-
-    from harness.models.tiny import build_tiny_model
-
-    cache = os.environ.get("HARNESS_CACHE", str(Path.home() / ".cache" / "harness"))
-    base = str(build_tiny_model(cache))
+def adapters_bench(args: argparse.Namespace, base: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         adapters = make_adapters(base, Path(tmp), args.adapters)
         names = list(adapters)
@@ -159,8 +348,7 @@ def main() -> None:
                              "startup_s": round(startup, 2),
                              **drive(url, models, args.requests, args.concurrency, args.max_tokens)})
             finally:
-                proc.kill()
-                proc.join()
+                stop(proc)
         reload_s = load_time(base, adapters[names[0]])
     baseline = runs[0]
     for r in runs:
@@ -183,6 +371,35 @@ def main() -> None:
     print(f"loading base + 1 adapter instead (a reload per switch): {reload_s:.3f} s, "
           f"{reload_s / p50:.1f}x the p50 latency of a switched request")
     print(f"results → {out}")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == CHILD:
+        child(int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="bench")
+    b = sub.add_parser("burst")
+    b.add_argument("--requests", type=int, default=200)
+    b.add_argument("--concurrency", type=int, default=16)
+    b.add_argument("--long-tokens", type=int, default=256)
+    b.add_argument("--rounds", type=int, default=1, help="send the burst this many times")
+    b.add_argument("--old", help="git revision whose harness/serve to compare against")
+    b.add_argument("--deadline-s", type=float, default=900, help="send nothing after this")
+    b.add_argument("--timeout-s", type=float, default=600, help="per request")
+    a = sub.add_parser("adapters")
+    a.add_argument("--requests", type=int, default=64)
+    a.add_argument("--concurrency", type=int, default=4)
+    a.add_argument("--adapters", type=int, default=4)
+    a.add_argument("--max-tokens", type=int, default=16)
+    args = parser.parse_args(sys.argv[1:] if len(sys.argv) > 1 else ["burst"])
+
+    sys.path.insert(0, str(ROOT))
+    from harness.models.tiny import build_tiny_model
+
+    cache = os.environ.get("HARNESS_CACHE", str(Path.home() / ".cache" / "harness"))
+    base = str(build_tiny_model(cache))
+    (adapters_bench if args.bench == "adapters" else burst)(args, base)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ CHAT_MAX_TOKENS = 512  # OpenAI's chat default is "until the context is full"; w
 COMPLETION_MAX_TOKENS = 16  # OpenAI's documented default for /v1/completions
 MAX_STOP = 64  # stop strings per request (each is searched for after every token)
 MAX_CHOICES = 16  # guided_choice scores every choice in one batch holding the prompt per choice
-PREFIX_CHARS_PER_TOKEN = 8  # code averages 3-4 characters a token; see _Engine.encode
+ENCODE_PIECE_CHARS = 8192  # long prompts are counted in pieces this long; see _Engine.encode
 DISCONNECT_CHECK_STEPS = 16  # how often a generation looks whether its client is still there
 
 
@@ -58,6 +58,7 @@ class Limits:
     max_body_bytes: int = 524_288  # larger bodies: 413, before they are read or parsed
     max_prompt_tokens: int | None = 8192  # longer prompts: 400 (None: the model's context only)
     max_tokens: int = 1024  # new tokens per request; a larger max_tokens is cut to this
+    max_active: int = 16  # generations taking turns at once; later ones wait to start
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -143,6 +144,7 @@ class _Engine:
         self.model = model.eval()
         self.served_name, self.adapters, self.limits = served_name, dict(adapters), limits
         self.lock = FairLock()
+        self.slots = threading.Semaphore(limits.max_active)  # wakes its waiters in order
         self._active: str | None = None  # whose weights are switched on (None: not yet set)
 
     @property
@@ -170,19 +172,23 @@ class _Engine:
             yield
 
     def encode(self, text: str, special: bool) -> list[int]:
-        """`text`'s token ids; one far over `limits.max_prompt_tokens` is refused after encoding
-        only its beginning (a 500 KB prompt took a second and ~100 MB to encode whole).
+        """`text`'s token ids; one over `limits.max_prompt_tokens` is refused after encoding
+        little more than the limit's worth of it. Encoded whole, a 400 KB prompt took ~1 s and,
+        16 at a time, left the process ~250 MB larger.
 
-        The beginning's tokens are (up to a token or two where it is cut) the full text's first
-        tokens, so when they alone exceed the limit, so does the text."""
+        Longer texts are counted piece by piece first, stopping once past the limit. A cut can
+        split a token in two, so each piece may count one or two more than the whole text would:
+        the text is refused only when the count is over the limit by more than that."""
         limit = self.limits.max_prompt_tokens
-        if limit is not None and len(text) > PREFIX_CHARS_PER_TOKEN * limit:
-            n = len(self.tokenizer(text[: PREFIX_CHARS_PER_TOKEN * limit],
-                                   add_special_tokens=special).input_ids)
-            if n > limit + 2:
-                raise APIError(400, f"the prompt is more than {n - 2} tokens; this server takes "
-                                    f"at most {limit} (serve.max_prompt_tokens)",
-                               "context_length_exceeded")
+        if limit is not None and len(text) > ENCODE_PIECE_CHARS:
+            n = 0
+            for pieces, start in enumerate(range(0, len(text), ENCODE_PIECE_CHARS), 1):
+                piece = text[start:start + ENCODE_PIECE_CHARS]
+                n += len(self.tokenizer(piece, add_special_tokens=False).input_ids)
+                if n - 2 * pieces > limit:
+                    raise APIError(400, f"the prompt is more than {limit} tokens, the most this "
+                                        f"server takes (serve.max_prompt_tokens)",
+                                   "context_length_exceeded")
         return self.tokenizer(text, add_special_tokens=special).input_ids
 
     def budget(self, n_prompt: int, requested: int) -> int:
@@ -218,41 +224,41 @@ class _Engine:
         Stop strings are checked on the decoded text, so they may span tokens; the returned
         text ends before the earliest one, as OpenAI's does.
         """
-        rng = torch.Generator().manual_seed(seed if seed is not None else random.getrandbits(63))
-        inputs, past = torch.tensor([ids], device=self.device), None
-        out: list[int] = []
-        entries: list[dict] = []
-        text, finish, token = "", "length", -1
-        for i in range(max_tokens):
-            if gone is not None and i % DISCONNECT_CHECK_STEPS == DISCONNECT_CHECK_STEPS - 1 \
-                    and gone():
-                break
-            with self.turn(name):
-                step = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
-            past = step.past_key_values
-            logprobs = torch.log_softmax(step.logits[0, -1].float(), dim=-1).cpu()
-            token = _sample(logprobs, temperature, top_p, rng)
-            if token in stop_ids:
-                finish = "stop"
-                break
-            out.append(token)
-            if top_logprobs is not None:
-                top = logprobs.topk(top_logprobs) if top_logprobs else None
-                entries.append({**self.token_entry(token, float(logprobs[token])),
-                                "top_logprobs": [] if top is None else [
-                                    self.token_entry(int(i), float(v))
-                                    for v, i in zip(top.values, top.indices, strict=True)]})
-            text = self.tokenizer.decode(out, skip_special_tokens=True)
-            cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=None)
-            if cut is not None:
-                text, finish = text[:cut], "stop"
-                break
-            if until is not None and until(text):
-                finish = "stop"
-                break
-            inputs = torch.tensor([[token]], device=self.device)
-        n_tokens = len(out) + (token in stop_ids)  # a stop token is generated, so it counts
-        return Generation(text, n_tokens, finish, entries if top_logprobs is not None else None)
+        with self.slots:  # a place among the generations in progress (each holds a KV cache)
+            rng = torch.Generator().manual_seed(seed if seed is not None else random.getrandbits(63))
+            inputs, past = torch.tensor([ids], device=self.device), None
+            out: list[int] = []
+            entries: list[dict] = []
+            text, finish, token = "", "length", -1
+            for n in range(1, max_tokens + 1):
+                if gone is not None and n % DISCONNECT_CHECK_STEPS == 0 and gone():
+                    break
+                with self.turn(name):
+                    step = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
+                past = step.past_key_values
+                logprobs = torch.log_softmax(step.logits[0, -1].float(), dim=-1).cpu()
+                token = _sample(logprobs, temperature, top_p, rng)
+                if token in stop_ids:
+                    finish = "stop"
+                    break
+                out.append(token)
+                if top_logprobs is not None:
+                    top = logprobs.topk(top_logprobs) if top_logprobs else None
+                    entries.append({**self.token_entry(token, float(logprobs[token])),
+                                    "top_logprobs": [] if top is None else [
+                                        self.token_entry(int(i), float(v))
+                                        for v, i in zip(top.values, top.indices, strict=True)]})
+                text = self.tokenizer.decode(out, skip_special_tokens=True)
+                cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=None)
+                if cut is not None:
+                    text, finish = text[:cut], "stop"
+                    break
+                if until is not None and until(text):
+                    finish = "stop"
+                    break
+                inputs = torch.tensor([[token]], device=self.device)
+            n_tokens = len(out) + (token in stop_ids)  # a stop token is generated, so it counts
+            return Generation(text, n_tokens, finish, entries if top_logprobs is not None else None)
 
     @torch.inference_mode()
     def choose(self, name: str, ids: list[int], choices: list[str],
@@ -381,7 +387,8 @@ def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_na
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        return _error(exc.status_code, str(exc.detail),
+                      "request_too_large" if exc.status_code == 413 else None)
 
     @app.get("/v1/models")
     def list_models() -> dict:

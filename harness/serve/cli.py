@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -38,9 +39,7 @@ def adapters_for(cfg: DictConfig, model_ref: str) -> dict[str, str]:
 
 
 def limits_for(cfg: DictConfig) -> Limits:
-    s = cfg.serve
-    return Limits(max_body_bytes=s.max_body_bytes, max_prompt_tokens=s.max_prompt_tokens,
-                  max_tokens=s.max_tokens)
+    return Limits(**{f.name: cfg.serve[f.name] for f in dataclasses.fields(Limits)})
 
 
 def serve(cfg: DictConfig) -> None:

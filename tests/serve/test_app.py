@@ -7,6 +7,7 @@ import math
 import openai
 import pytest
 from conftest import make_adapter
+from server_side import record_generations
 
 from harness.errors import HarnessError
 from harness.serve.app import Limits, ServerThread, create_app
@@ -235,7 +236,23 @@ def test_a_guided_choice_longer_than_max_tokens_is_refused(limited):
 
 
 @pytest.mark.parametrize("bad", [{"max_tokens": 0}, {"max_body_bytes": -1},
-                                 {"max_prompt_tokens": "many"}, {"max_tokens": True}])
+                                 {"max_prompt_tokens": "many"}, {"max_tokens": True},
+                                 {"max_active": 0}])
 def test_limits_must_be_positive_integers(bad):
     with pytest.raises(HarnessError, match=f"serve.{next(iter(bad))}"):
         Limits(**bad)
+
+
+@pytest.mark.slow
+def test_a_generation_stops_when_its_client_goes_away(client, server, monkeypatch):
+    import time
+
+    finished = record_generations(server.app.state.engine, monkeypatch)
+    impatient = client.with_options(timeout=1.0)
+    with pytest.raises(openai.APITimeoutError):  # the client hangs up after a second
+        impatient.completions.create(model="base", prompt="def f(x):\n", max_tokens=1000,
+                                     temperature=0)
+    deadline = time.monotonic() + 120
+    while not finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert finished and finished[0] < 1000  # it did not go on for the 1000 tokens asked

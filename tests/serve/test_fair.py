@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 from conftest import make_adapter
+from server_side import record_generations
 
-from harness.serve.app import ServerThread, create_app
+from harness.serve.app import Limits, ServerThread, create_app
 from harness.serve.fair import FairLock
 
 
@@ -64,19 +65,13 @@ LONG = {"model": "lora", "prompt": "def f(x):\n", "max_tokens": 40, "temperature
 SHORT = {"model": "base", "prompt": "import os\n", "max_tokens": 4, "temperature": 0}
 
 
+@pytest.mark.slow
 def test_a_short_request_finishes_while_a_long_one_is_still_generating(served, monkeypatch):
     server, client = served
     alone = {k: client.completions.create(**r) for k, r in (("long", LONG), ("short", SHORT))}
     assert alone["long"].usage.completion_tokens == LONG["max_tokens"]  # no early stop
     engine = server.app.state.engine
-    finished, generate = [], engine.generate
-
-    def recorded(*args, **kwargs):  # the real generation, its end noted on the server side
-        gen = generate(*args, **kwargs)
-        finished.append(gen.n_tokens)
-        return gen
-
-    monkeypatch.setattr(engine, "generate", recorded)
+    finished = record_generations(engine, monkeypatch)
     with ThreadPoolExecutor(1) as pool:
         long = pool.submit(client.completions.create, **LONG)
         while not engine.lock.locked():  # the long request is generating
@@ -88,3 +83,20 @@ def test_a_short_request_finishes_while_a_long_one_is_still_generating(served, m
     # interleaved steps switch between the adapter and the base; neither output changes
     assert short.choices[0].text == alone["short"].choices[0].text
     assert long.choices[0].text == alone["long"].choices[0].text
+
+
+@pytest.mark.slow
+def test_max_active_bounds_the_generations_in_progress(tiny_model, monkeypatch):
+    """With one place, a short request waits for the long one: its KV cache never coexists."""
+    with ServerThread(create_app(tiny_model, limits=Limits(max_active=1))) as srv:
+        client = openai.OpenAI(base_url=srv.base_url, api_key="EMPTY", max_retries=0)
+        engine = srv.app.state.engine
+        finished = record_generations(engine, monkeypatch)
+        long = {**LONG, "model": "base", "max_tokens": 20}
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(client.completions.create, **long)
+            while not engine.lock.locked():
+                time.sleep(0.001)
+            client.completions.create(**SHORT)
+            assert pending.result().usage.completion_tokens == 20
+    assert finished == [20, SHORT["max_tokens"]]

@@ -59,7 +59,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_parsed(http):
             yield b"x" * 10_000
 
     r = http.post("/completions", content=chunks(), headers={"content-type": "application/json"})
-    assert r.status_code == 413
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     assert http.post("/completions", json=SMALL).status_code == 200
 
 
