@@ -34,7 +34,10 @@ def test_format_stage_writes_the_dataset_its_card_and_a_held_out_split(tmp_path,
                                                                        harness_cache):
     from datasets import load_from_disk
 
-    cfg = make_cfg(tmp_path / "run", history_repo, ["data.format.max_length=256"], harness_cache)
+    # mined pairs hold the code they change and its new version: this history's 22-line
+    # functions fit 600 tokens (with the hunk's own context, prompts stay far under 256)
+    cfg = make_cfg(tmp_path / "run", history_repo, ["data.format.max_length=256", "data.mine.fit_tokens=600"],
+                   harness_cache)
     card = run_stage(cfg, "format")
     out = tmp_path / "run" / "format"
     assert read_json(out / "dataset_card.json") == card
