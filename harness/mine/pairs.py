@@ -234,9 +234,12 @@ def _compose(request: str, views: list[_FileView], files: list[FileDiff]) -> Pai
 
 
 def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: int, fmt: str,
-          redact: Callable[[str, str], str], max_parts: int) -> tuple[list[Pair], str]:
+          redact: Callable[[str, str], str], max_parts: int,
+          over_budget: str = "drop") -> tuple[list[Pair], str]:
     """The pairs of one change and how it was cut: "whole", "split" (per file or region, at
-    most `max_parts`), or "too_long" (nothing fits: no pair)."""
+    most `max_parts`), "too_long" (nothing fits: no pair) or, with `over_budget="keep"`,
+    "over_budget": the change whole with the least context, longer than the budget (the
+    format stage truncates it)."""
     if fmt not in FORMATS:
         raise ValueError(f"target format {fmt!r}: expected one of {FORMATS}")
     # pairs are cut from the code as it is, and only the chosen ones are redacted (once each:
@@ -300,6 +303,8 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
                 parts.append(p)
             elif len(r.hunks) > 1:
                 todo[:0] = [Region(*_old_range(h)[:1], max(_old_range(h)), [h]) for h in r.hunks]
+    if not parts and over_budget == "keep":
+        return [scrubbed(_compose(request, [view(f, 2) for f in files], files))], "over_budget"
     if not parts:
         return [], "too_long"
     return [scrubbed(p) for p in parts], "split"

@@ -71,6 +71,8 @@ def _check(o: dict) -> None:
                 or not 0 <= share <= 1:
             raise HarnessError(f"data.mine.change_classes.{cls}={share!r}: expected docs, tests, formatting "
                                "or code, each with a share in [0, 1] (1 keeps all, 0 none).")
+    if o["over_budget"] not in ("drop", "keep"):
+        raise HarnessError(f"data.mine.over_budget={o['over_budget']!r}: expected drop or keep.")
     if not isinstance(o["max_parts"], int) or o["max_parts"] < 1:
         raise HarnessError(f"data.mine.max_parts={o['max_parts']!r}: expected an integer >= 1.")
 
@@ -434,6 +436,8 @@ def _commit_records(results: dict[str, dict], shas: list[str], pulls: dict[str, 
         if r.get("cut") == "split":  # one change made several records, per file or region
             stats.cuts[r["kind"]]["split_changes"] += 1
             stats.cuts[r["kind"]]["split_records"] += len(r["records"])
+        elif r.get("cut") == "over_budget":  # kept whole, longer than the budget: truncated later
+            stats.cuts[r["kind"]]["over_budget"] += 1
         for rec in r["records"]:
             rec = {**rec, "repo": name, "pr": rec["pr"] or pulls.get(sha)}
             if (sha in pulls or branches.get(sha) in merged) and rec["kind"] != "review_fix":

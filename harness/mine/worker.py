@@ -37,7 +37,7 @@ from harness.mine.secrets import Redactor
 KEYS = ("skip_merges", "bot_patterns", "min_message_chars", "skip_paths", "vendored_paths", "min_changed_lines",
         "max_changed_lines", "max_files", "max_file_bytes", "max_line_chars", "fim_extensions",
         "context_lines", "fit_tokens", "chars_per_token", "pr", "review", "dedup", "benchmarks",
-        "target_format", "max_parts")
+        "target_format", "max_parts", "over_budget")
 
 HEAVY_BYTES = 100_000
 _STATE: dict[str, Any] = {}
@@ -243,7 +243,7 @@ def _records(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old:
     else:
         request = instruction_for(res["kind"], res["source"], message, res["target"])
         made, res["cut"] = pairs.pairs(request, diffs, fit, o["context_lines"], o["target_format"],
-                                       redact, o["max_parts"])
+                                       redact, o["max_parts"], o["over_budget"])
     out = []
     for i, p in enumerate(made):
         rec = {

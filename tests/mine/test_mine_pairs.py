@@ -88,10 +88,15 @@ def test_a_change_too_large_for_the_budget_is_split_per_file_and_counted(tmp_pat
         assert len(r["instruction"]) + len(r["response"]) <= 1500 and r["part"][1] == 2
     assert len({r["id"] for r in parts}) == 2
     assert stats["sources"]["commit"]["cut"] == {"split_changes": 1, "split_records": 2}
-    # nothing fits at all: dropped, and said why
+    # nothing fits at all: dropped, and said why; or kept whole with the least context, counted
     stats, records, _ = mine_repo(tmp_path, b.path, "data.mine.fit_tokens=100", "data.mine.min_changed_lines=1",
-                                  name="tiny")
+                                  "data.mine.over_budget=drop", name="tiny")
     assert stats["sources"]["commit"]["dropped"] == {"too_long": 1}
+    stats, records, _ = mine_repo(tmp_path, b.path, "data.mine.fit_tokens=100", "data.mine.min_changed_lines=1",
+                                  "data.mine.over_budget=keep", name="kept")
+    [whole] = [r for r in records if r["kind"] == "commit"]
+    assert whole["part"] is None and len(whole["files"]) == 3
+    assert stats["sources"]["commit"]["cut"] == {"over_budget": 1}
 
 
 def test_enclosing_finds_the_innermost_def_with_its_decorators():
