@@ -16,6 +16,7 @@ from harness.export import command, gguf_file, verify
 from harness.export.vocab import read_vocab
 from harness.io import read_json
 
+pytestmark = pytest.mark.slow
 SMALL = ["export.types=[f16,q8_0]", "export.verify.new_tokens=4", "export.mini_eval.holes=3",
          "export.mini_eval.max_new_tokens=8", "export.name=proj"]
 

@@ -13,8 +13,9 @@ from harness.io import read_json, sha256_file
 from harness.registry.commands import live_exports, promote, rollback, status
 from harness.registry.store import Registry
 
-EXPORT = ["export.on_promote=true", "export.types=[f16,q8_0]", "export.ollama.type=f16",
+EXPORT = ["export.on_promote=true", "export.types=[f16]", "export.ollama.type=f16",
           "export.verify.new_tokens=4"]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,8 @@ def test_promotion_keeps_the_export_and_rollback_restores_the_previous_one(runs,
     assert live_gguf_sha(registry) == r1_gguf
 
     live = Registry(registry).live("project")
-    with open(next((live / "export" / "gguf").glob("*-q8_0.gguf")), "ab") as f:
-        f.write(b"\0")
+    with open(live / "export" / "gguf" / "Modelfile", "a") as f:
+        f.write("PARAMETER temperature 2\n")
     with pytest.raises(HarnessError, match="modified by hand"):
         live_exports(registry)
 
