@@ -56,7 +56,7 @@ TOOLS = {
     "build-tiny": "harness.models.tiny:build_from_cfg",
 }
 COMMANDS = (*STAGE_COMMANDS, *TOOLS)
-LOCKED = (*STAGE_COMMANDS, "merge")  # commands that write into runs/<run_name>/
+LOCKED = (*STAGE_COMMANDS, "merge", "merge-adapters", "export")  # they write into runs/<run_name>/
 FLAGS = {"--force": ("registry.force", False), "--reason": ("registry.reason", True),
          "--sweep": ("report.sweep", True)}
 
@@ -126,10 +126,12 @@ def _dispatch(command: str, cfg) -> int:
 
         print(json.dumps(sweep_report(cfg), indent=2, default=str))
         return 0
+    from harness.config_check import check_config
     from harness.train.preflight import check_run
 
     summary: dict = {}
     stages = STAGES if command == "run" else (command,)
+    check_config(cfg)  # every setting's type and range first: the preflight reads them
     check_run(cfg, stages)  # judge, model, memory, disk: fail before the first expensive step
     for stage in stages:
         summary = run_stage(cfg, stage)

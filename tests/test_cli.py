@@ -67,8 +67,8 @@ def test_a_missing_model_path_fails_before_any_work(tmp_path, history_repo, harn
     res = harness(tmp_path, harness_cache, "run", f"data.repo={history_repo}", "run_name=m",
                   f"model.name_or_path={tmp_path / 'no-model'}")
     assert res.returncode == 2 and "no model there" in res.stdout
-    assert (tmp_path / "runs" / "m" / "mine" / "stage.json").exists()
-    assert not (tmp_path / "runs" / "m" / "format").exists()
+    # the run preflight checks the model before the first stage: not even mining ran
+    assert not (tmp_path / "runs" / "m" / "mine").exists() and not (tmp_path / "runs" / "m" / "format").exists()
 
 
 def test_a_stage_runs_its_missing_inputs_first(tmp_path, history_repo, harness_cache):

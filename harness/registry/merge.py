@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, read_json, sha256_tree, stable_hash
+from harness.io import atomic_write_json, read_json, respect_umask, sha256_tree, stable_hash
 
 log = logging.getLogger(__name__)
 # PEFT's combination types; those using `density` prune each adapter before combining.
@@ -143,6 +143,7 @@ def merge_adapters(cfg: DictConfig) -> dict:
             shutil.copy2(p, adapter / p.name)
     else:
         load_tokenizer(base, cfg.model).save_pretrained(str(adapter))
+    respect_umask(adapter)  # safetensors writes its files 0600
     first = sources[0]["manifest"] or {}
     spec = {"method": m.method, "weights": weights, "density": density}
     described = [{"ref": s["ref"], "run": str(s["run"]) if s["run"] else None,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from harness.io import atomic_write_json, read_json, sha256_tree
+from harness.io import atomic_write_json, read_json, respect_umask, sha256_tree
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def merge(cfg: DictConfig) -> dict:
     _stop_at_end_of_turn(model, tokenizer, (manifest.get("chat_template") or {}).get("end_of_turn"))
     model.save_pretrained(str(partial))
     tokenizer.save_pretrained(str(partial))
+    respect_umask(partial)  # safetensors writes its files 0600
     summary = {"base_model": manifest["base_model"], "adapter_sha256": manifest["adapter_sha256"],
                "dtype": str(model.dtype).removeprefix("torch."), "merged_sha256": sha256_tree(partial)}
     atomic_write_json(partial / "merge.json", summary)

@@ -9,7 +9,7 @@ import torch
 from registry_runs import compose, make_run
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, read_json, sha256_tree
+from harness.io import atomic_write_json, read_json, sha256_tree, umask
 from harness.registry.merge import merge_adapters
 from harness.stages import run_stage
 
@@ -51,6 +51,7 @@ def test_a_linear_merge_with_weights_one_and_zero_is_the_first_adapter(runs, tin
     manifest = read_json(merged / "train" / "manifest.json")
     assert manifest["method"] == "merge:linear" and manifest["base_model"] == tiny_model
     assert manifest["adapter_sha256"] == sha256_tree(merged / "train" / "adapter")
+    assert {p.stat().st_mode & 0o777 for p in (merged / "train" / "adapter").iterdir()} == {0o666 & ~umask()}
     assert [s["weight"] for s in manifest["sources"]] == [1.0, 0.0]
     assert read_json(merged / "mine" / "stage.json") == read_json(runs["alpha"] / "mine" / "stage.json")
 
