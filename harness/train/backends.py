@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import os
 import sys
 from typing import Any
 
@@ -84,6 +85,14 @@ def _avoid_cpu_packing_bug(model) -> None:
             m.support_avx512bf16_for_cpu = False
 
 
+def hf_placement(cuda: bool, local_rank: int = 0) -> dict:
+    """Where `from_pretrained` puts the weights: on a GPU, this process's device. The Trainer
+    moves other models itself but never a bitsandbytes-quantized one (transformers' trainer.py:
+    "Bnb Quantized models don't support `.to` operation"), so without this QLoRA would stay
+    on the CPU."""
+    return {"device_map": {"": local_rank}} if cuda else {}
+
+
 def load_hf(model_ref: str, cfg: DictConfig) -> tuple[Any, Any]:
     from peft import LoraConfig, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
@@ -96,6 +105,8 @@ def load_hf(model_ref: str, cfg: DictConfig) -> tuple[Any, Any]:
             load_in_4bit=True, bnb_4bit_quant_type=tcfg.qlora.quant_type,
             bnb_4bit_use_double_quant=tcfg.qlora.double_quant, bnb_4bit_compute_dtype=dtype,
         )
+    if tcfg.method == "qlora":
+        kwargs.update(hf_placement(cuda_available(), int(os.environ.get("LOCAL_RANK", "0"))))
     model = AutoModelForCausalLM.from_pretrained(model_ref, **kwargs)
     if tcfg.method == "qlora":
         _avoid_cpu_packing_bug(model)

@@ -95,3 +95,9 @@ def test_the_loaded_repo_and_the_trainer_class(tiny_model):
     assert backends.loaded_base(load_model(tiny_model)) == {"loaded_repo": tiny_model,
                                                             "loaded_commit": None}
     assert backends.trainer_class("hf") is SFTTrainer
+
+
+def test_qlora_weights_are_placed_on_this_process_s_gpu():
+    """The Trainer never moves a bitsandbytes model, so the loader must place it."""
+    assert backends.hf_placement(cuda=False) == {}
+    assert backends.hf_placement(cuda=True, local_rank=3) == {"device_map": {"": 3}}
