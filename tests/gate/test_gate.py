@@ -56,7 +56,8 @@ def verdict_of(tmp_path) -> dict:
 def test_no_regression_and_real_gains_deploy(cfg, tmp_path):
     write_eval(tmp_path / "run")
     assert run_stage(cfg, "gate") == {"verdict": "deploy", "checks": {
-        "humaneval": "pass", "mbpp": "pass", "fim": "pass", "convention_adherence": "pass"}}
+        "forgetting": "pass", "humaneval": "pass", "mbpp": "pass", "fim": "pass",
+        "convention_adherence": "pass"}}
     verdict = verdict_of(tmp_path)
     assert verdict["exit_code"] == 0 and verdict["reasons"] == []
     judge = next(c for c in verdict["checks"] if c["name"] == "convention_adherence")
@@ -73,7 +74,9 @@ def test_a_forgetting_drop_beyond_the_threshold_fails_the_gate(cfg, tmp_path):
     assert check["status"] == "fail" and check["delta"] == pytest.approx(-0.15)
     assert check["ci"][1] < -0.05 and check["margin"] == -0.05
     assert check["mcnemar"]["base_only"] == 15 and check["mcnemar"]["candidate_only"] == 0
-    assert verdict["exit_code"] == 3 and verdict["reasons"] == ["fail: humaneval"]
+    # pooled with MBPP's 100 unchanged items, the drop is within what 200 items can resolve
+    assert verdict["exit_code"] == 3
+    assert verdict["reasons"] == ["fail: humaneval", "inconclusive: forgetting"]
 
 
 def test_a_small_drop_warns_but_deploys(cfg, tmp_path):
@@ -83,10 +86,12 @@ def test_a_small_drop_warns_but_deploys(cfg, tmp_path):
 
 
 def test_too_little_evidence_holds_the_deploy(cfg, tmp_path):
-    write_eval(tmp_path / "run", humaneval=([1] * 20, [1] * 18 + [0] * 2))
+    # 8 pooled items, under decision.min_items; the per-benchmark checks do not hold on their own
+    write_eval(tmp_path / "run", humaneval=([1] * 4, [1] * 3 + [0]), mbpp=([1] * 4, [1] * 4))
     assert run_stage(cfg, "gate")["verdict"] == "inconclusive"
     verdict = verdict_of(tmp_path)
-    assert verdict["exit_code"] == 4 and verdict["reasons"] == ["inconclusive: humaneval"]
+    assert verdict["exit_code"] == 4 and verdict["reasons"] == ["inconclusive: forgetting"]
+    assert {c["name"]: c["status"] for c in verdict["checks"]}["humaneval"] == "inconclusive"
 
 
 def test_missing_metrics_and_unpaired_items_are_reported(cfg, tmp_path):
@@ -130,7 +135,8 @@ def test_an_unreliable_judge_makes_its_check_inconclusive_with_the_figures(cfg, 
     write_eval(tmp_path / "run", reliability=POSITION_BIASED, length_rho=0.8)
     summary = run_stage(cfg, "gate")
     assert summary == {"verdict": "inconclusive", "checks": {
-        "humaneval": "pass", "mbpp": "pass", "fim": "pass", "convention_adherence": "inconclusive"}}
+        "forgetting": "pass", "humaneval": "pass", "mbpp": "pass", "fim": "pass",
+        "convention_adherence": "inconclusive"}}
     judge = next(c for c in verdict_of(tmp_path)["checks"] if c["name"] == "convention_adherence")
     assert judge["status_if_reliable"] == "pass"  # the scores alone would have passed it
     assert judge["reason"].startswith("judge unreliable: pairwise accuracy 0% < 50%; position "
