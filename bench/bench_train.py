@@ -1,4 +1,6 @@
-"""Training throughput and memory on the tiny model: packing vs padding, LoRA vs QLoRA.
+"""Training throughput and memory: the harness's trainer vs a bare PEFT loop on the same
+batches, packing vs padding, LoRA vs QLoRA; on the tiny model or the real offline one
+(`--model smollm2-135m`).
 
 Data: this repository mined and formatted by the harness's own stages (chat pairs from its
 history, FIM and left-to-right windows from its sources), so lengths vary as in real use.
@@ -19,7 +21,7 @@ The default tiny model is 4 MB, so LoRA vs QLoRA memory is also measured on a sc
 model (same builder, ~100M parameters, 128-token sequences) where the weights dominate.
 
     .venv/bin/python bench/bench_train.py [--steps 30] [--max-length 512] [--repeats 2]
-                                          [--backend auto|hf|unsloth]
+                                          [--backend auto|hf|unsloth] [--model tiny|smollm2-135m]
 
 Writes bench/results/bench_train.json.
 """
@@ -52,6 +54,9 @@ CASES = {
     "qlora-padding": ["train=qlora", "train.packing=false"],
     "lora-100M": ["train.packing=false", *LARGE],
     "qlora-100M": ["train=qlora", "train.packing=false", *LARGE],
+    # the baseline: a bare PEFT loop (torch AdamW, the model's own loss) over the very batches the
+    # harness trainer's dataloader yields, same model, LoRA config, lr and steps
+    "bare-peft-padding": ["train.packing=false"],
 }
 
 
@@ -66,7 +71,7 @@ def compose(run_dir: Path, overrides: list[str]):
 
 
 def base_overrides(args) -> list[str]:
-    return [f"data.repo={args.repo}", "data.mine.max_changed_lines=100000", "data.mine.max_files=1000",
+    return [f"model={args.model}", f"data.repo={args.repo}", "data.mine.max_changed_lines=100000", "data.mine.max_files=1000",
             "data.format.code_share=null", f"data.format.max_length={args.max_length}",
             f"train.max_steps={args.steps}", "train.batch_size=4", "train.report_to=none",
             f"train.backend={args.backend}",
@@ -97,9 +102,12 @@ def child(case: str, run_dir: Path, args) -> dict:
     trainer, backend, *_ = build_trainer(cfg, Path(tempfile.mkdtemp(prefix="bench-train-")))
     shares = batch_shares(trainer, args.max_length, bool(cfg.train.packing))
     t0, c0 = time.perf_counter(), time.process_time()
-    trainer.train()
+    if case.startswith("bare-peft"):
+        backend, tokens = "bare PEFT loop", bare_loop(trainer, args.steps, float(cfg.train.lr))
+    else:
+        trainer.train()
+        tokens = int(trainer.state.num_input_tokens_seen)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-    tokens = int(trainer.state.num_input_tokens_seen)
     params = sum(p.numel() for p in trainer.model.parameters())
     return {"case": case, "backend": backend, "method": cfg.train.method, "steps": trainer.state.global_step,
             "tokens": tokens, "seconds": round(seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
@@ -111,6 +119,28 @@ def child(case: str, run_dir: Path, args) -> dict:
             "rss_after_mb": round(psutil.Process().memory_info().rss / 2**20, 1)}
 
 
+def bare_loop(trainer, steps: int, lr: float) -> int:
+    """`steps` optimizer steps of a plain PyTorch loop over the trainer's own batches; the real
+    (non-padding) tokens it trained on."""
+    import torch
+
+    model = trainer.model
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    tokens, done = 0, 0
+    while done < steps:
+        for batch in trainer.get_train_dataloader():
+            batch = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "labels")}
+            model(**batch).loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            tokens += int(batch["attention_mask"].sum())
+            done += 1
+            if done == steps:
+                break
+    return tokens
+
+
 def prepare(run_dir: Path, args) -> dict:
     from harness.stages import run_stage
 
@@ -119,7 +149,8 @@ def prepare(run_dir: Path, args) -> dict:
 
 def measure(case: str, run_dir: Path, args) -> dict:
     cmd = [sys.executable, __file__, "--child", case, "--run-dir", str(run_dir), "--steps", str(args.steps),
-           "--max-length", str(args.max_length), "--repo", str(args.repo), "--backend", args.backend]
+           "--max-length", str(args.max_length), "--repo", str(args.repo), "--backend", args.backend,
+           "--model", args.model]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode:
         sys.exit(f"{case} failed:\n{res.stderr[-3000:]}")
@@ -134,6 +165,8 @@ def main() -> None:
                     help="runs per throughput case; the one with the most tokens per cpu-s is kept")
     ap.add_argument("--repo", default=str(ROOT))
     ap.add_argument("--backend", default="auto", help="auto | hf | unsloth (unsloth: CUDA only)")
+    ap.add_argument("--model", default="tiny", help="a conf/model entry, e.g. smollm2-135m (the "
+                    "real offline model: then only the LoRA throughput cases and the bare loop run)")
     ap.add_argument("--child")
     ap.add_argument("--run-dir")
     args = ap.parse_args()
@@ -147,13 +180,15 @@ def main() -> None:
     print(f"dataset: {card['examples']}, {card['tokens']} tokens, max_length {args.max_length}")
     results: dict[str, dict] = {}
     for rep in range(args.repeats):  # interleaved, so load on a shared machine hits all alike
-        for case in ("lora-padding", "lora-packing", "qlora-padding"):
+        cases = ("lora-padding", "lora-packing", "bare-peft-padding",
+                 *(("qlora-padding",) if args.model == "tiny" else ()))
+        for case in cases:
             r = measure(case, run_dir, args)
             if case not in results or r["tokens_per_cpu_s"] > results[case]["tokens_per_cpu_s"]:
                 results[case] = r
             print(f"  [{rep}] {case}: {r['tokens_per_s']} tokens/s, {r['tokens_per_cpu_s']} per cpu-s",
                   flush=True)
-    for case in ("lora-100M", "qlora-100M"):
+    for case in ("lora-100M", "qlora-100M") if args.model == "tiny" else ():
         results[case] = measure(case, run_dir, args)
         print(f"  {case}: peak RSS {results[case]['peak_rss_mb']} MB", flush=True)
 
@@ -164,21 +199,28 @@ def main() -> None:
               f"{r['share_mean']:>10.3f} "
               f"{r['share_min']:>9.3f} {r['footprint_mb']:>9.1f} {r['peak_rss_mb']:>11.0f} "
               f"{r['rss_after_mb']:>12.0f}")
-    pad, pack = results["lora-padding"], results["lora-packing"]
+    pad, pack, bare = results["lora-padding"], results["lora-packing"], results["bare-peft-padding"]
     ratios = {
+        "harness_vs_bare_peft_tokens_per_s": round(pad["tokens_per_s"] / bare["tokens_per_s"], 3),
+        "harness_vs_bare_peft_tokens_per_cpu_s": round(pad["tokens_per_cpu_s"] / bare["tokens_per_cpu_s"], 3),
+        "harness_packing_vs_bare_peft_tokens_per_s": round(pack["tokens_per_s"] / bare["tokens_per_s"], 3),
         "packing_vs_padding_tokens_per_s": round(pack["tokens_per_s"] / pad["tokens_per_s"], 3),
         "packing_vs_padding_tokens_per_cpu_s": round(pack["tokens_per_cpu_s"] / pad["tokens_per_cpu_s"], 3),
         "packing_real_share": pack["share_mean"], "padding_real_share": pad["share_mean"],
-        "qlora_vs_lora_tokens_per_cpu_s": round(results["qlora-padding"]["tokens_per_cpu_s"]
-                                                / pad["tokens_per_cpu_s"], 3),
-        "qlora_vs_lora_peak_rss_tiny": round(results["qlora-padding"]["peak_rss_mb"] / pad["peak_rss_mb"], 3),
-        "qlora_vs_lora_model_memory_100M": round(results["qlora-100M"]["footprint_mb"]
-                                                 / results["lora-100M"]["footprint_mb"], 3),
-        "qlora_vs_lora_peak_rss_100M": round(results["qlora-100M"]["peak_rss_mb"]
-                                             / results["lora-100M"]["peak_rss_mb"], 3),
-        "qlora_vs_lora_rss_after_100M": round(results["qlora-100M"]["rss_after_mb"]
-                                              / results["lora-100M"]["rss_after_mb"], 3),
     }
+    if args.model == "tiny":
+        ratios.update({
+            "qlora_vs_lora_tokens_per_cpu_s": round(results["qlora-padding"]["tokens_per_cpu_s"]
+                                                    / pad["tokens_per_cpu_s"], 3),
+            "qlora_vs_lora_peak_rss_tiny": round(results["qlora-padding"]["peak_rss_mb"]
+                                                 / pad["peak_rss_mb"], 3),
+            "qlora_vs_lora_model_memory_100M": round(results["qlora-100M"]["footprint_mb"]
+                                                     / results["lora-100M"]["footprint_mb"], 3),
+            "qlora_vs_lora_peak_rss_100M": round(results["qlora-100M"]["peak_rss_mb"]
+                                                 / results["lora-100M"]["peak_rss_mb"], 3),
+            "qlora_vs_lora_rss_after_100M": round(results["qlora-100M"]["rss_after_mb"]
+                                                  / results["lora-100M"]["rss_after_mb"], 3),
+        })
     print("\n" + "\n".join(f"{k}: {v}" for k, v in ratios.items()))
     if pack["share_mean"] < 0.95:
         print("WARNING: packing filled less than 95% of the slots")

@@ -79,8 +79,28 @@ def gate(ev: dict) -> list:
             Table(["check", "metric", "rule", "fail", "warn", "n", "base", "candidate",
                    "statistic", "value", "CI", "McNemar p", "status"], rows),
             Bullets([f"**{c['name']}** ({c['status']}): {c.get('reason', '')}" for c in checks]),
+            *power(checks, conf),
             _figure("gate", plots.gate(checks), "Each check's CI (bar) and point estimate (dot) "
                     "against its margin (dashed)")]
+
+
+def power(checks: list[dict], conf: float) -> list:
+    """What each pass/fail check could resolve with its items (harness/gate/power.py), beside
+    the noise floor: the base model's own flips between two innocuous runs, when measured."""
+    rows = [[c["name"], p["n"], p["flips"], p["half_width"], p["mde"], c.get("fail"),
+             "yes" if p["decidable"] else "no",
+             (f"{p['noise_floor']['flips']} of {p['noise_floor']['n']}" if p.get("noise_floor")
+              else "not measured")]
+            for c in checks if (p := c.get("power"))]
+    if not rows:
+        return []
+    return [Para(f"Power: with the flips observed, the {conf:.0%} CI of a check's difference is "
+                 f"± the half-width below at no net change; a margin below it cannot pass. MDE: "
+                 f"the shift detected with 80% power. Noise floor: items on which the base "
+                 f"model disagrees with itself when only the batch size changes "
+                 f"(`eval.noise_floor.enabled`)."),
+            Table(["check", "n", "flipped", "CI half-width", "MDE", "margin", "can pass",
+                   "noise floor"], rows)]
 
 
 def codegen(ev: dict, max_flips: int) -> list:

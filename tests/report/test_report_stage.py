@@ -138,3 +138,12 @@ def test_a_crash_while_writing_leaves_the_previous_report(tmp_path, monkeypatch)
     with pytest.raises(RuntimeError):
         stage.run(cfg, run / "report")
     assert (folder / "report.md").read_text() == before and (folder / "report.html").exists()
+
+
+def test_the_power_of_each_pass_fail_check_is_stated(report):
+    verdict = read_json(report["run"] / "gate" / "verdict.json")
+    pooled = next(c for c in verdict["checks"] if c["name"] == "forgetting")
+    p = pooled["power"]
+    assert pooled["metric"] == "humaneval.pass@1 + mbpp.pass@1" and p["n"] == pooled["n"]
+    assert (f"| forgetting | {p['n']} | {p['flips']} | {p['half_width']:.3f} | {p['mde']:.3f} | "
+            f"0.050 | {'yes' if p['decidable'] else 'no'} | not measured |") in report["md"]
