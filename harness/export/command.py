@@ -205,6 +205,9 @@ def run_export(cfg: DictConfig) -> dict:
     vocab = read_vocab(merged_dir, config["vocab_size"], fim_cfg, source["end_of_turn"])
     fim_names = _fim_names(tokenizer, vocab)
 
+    # the GGUF files depend on the model alone, not on how they are verified
+    files_key = stable_hash({"source": source, "name": name, "version": FORMAT_VERSION,
+                             "model": OmegaConf.to_container(cfg.model, resolve=True)})
     gguf_dir = work / "gguf"
     gguf_dir.mkdir(exist_ok=True)
     written = {}
@@ -214,11 +217,11 @@ def run_export(cfg: DictConfig) -> dict:
 
         def make(t=t, path=path) -> dict:
             return write_gguf(merged_dir, path, t, vocab, name)
-        summary = _cached(gguf_dir / f".{t}.json", f"{key}:{t}", make)
+        summary = _cached(gguf_dir / f".{t}.json", f"{files_key}:{t}", make)
         if not path.exists() or sha256_file(path) != summary["sha256"]:
             path.unlink(missing_ok=True)
             summary = make()
-            atomic_write_json(gguf_dir / f".{t}.json", {"key": f"{key}:{t}", "value": summary})
+            atomic_write_json(gguf_dir / f".{t}.json", {"key": f"{files_key}:{t}", "value": summary})
         timings[f"write_{t}_s"] = time.perf_counter() - start
         written[t] = summary
 

@@ -81,7 +81,9 @@ def chat_pieces(tokenizer) -> ChatPieces:
     with_system = render([("system", s), ("user", u)], False)
     system_suffix = _strip_suffix(_cut(with_system, s, u), user_prefix, "a system turn")
     bos = tokenizer.bos_token or ""
-    head = bos if bos and with_system.startswith(bos) else ""
+    # a BOS the template writes once, before the turns; not when every turn starts with that
+    # token (SmolLM2 names <|im_start|> its bos)
+    head = bos if bos and with_system.startswith(bos) and not user_prefix.startswith(bos) else ""
     system_prefix = _strip_prefix(with_system[:with_system.index(s)], head, "a system turn")
     default_system = None
     if head0 != head:  # the template adds a system turn of its own when none is given

@@ -105,8 +105,10 @@ def test_fim_requests_with_a_suffix_get_the_sentinels(tokenizer, go_render):
 
 def test_a_default_system_prompt_becomes_the_modelfile_system(tokenizer, go_render):
     tokenizer = _with_template(tokenizer, DEFAULT_SYSTEM)
+    tokenizer.bos_token = "<|im_start|>"  # as SmolLM2's tokenizer says: not a separate head
     pieces = chat_pieces(tokenizer)
     assert pieces.default_system == "You are a helpful coding assistant."
+    assert pieces.head == "" and pieces.prefix["system"] == "<|im_start|>system\n"
     for conversation in CONVERSATIONS:
         got = go_render(go_template(pieces, None),
                         {"Messages": ollama_messages(conversation, pieces.default_system)})
