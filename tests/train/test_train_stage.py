@@ -39,7 +39,9 @@ def test_labels_are_masked_on_every_unsupervised_token(formatted, tmp_path):
         assert row["input_ids"] == src["input_ids"]
         for tok, label, m in zip(row["input_ids"], row["labels"], src["assistant_masks"], strict=True):
             assert label == (tok if m else -100)
-    chat = next(i for i, s in enumerate(source) if s["kind"] == "commit")
+    # the commit example with the most supervised tokens (prompts now carry the code changed)
+    chat = max((i for i, s in enumerate(source) if s["kind"] == "commit"),
+               key=lambda i: sum(source[i]["assistant_masks"]))
     shown = tokenizer.decode([t for t in trainer.train_dataset[chat]["labels"] if t != -100])
     reply = source[chat]["messages"][-1]["content"] + "<|im_end|>"
     assert reply.startswith(shown) and len(shown) > 100  # truncated at max_length, never the prompt
