@@ -57,7 +57,7 @@ OPERATIONAL = {"data.mine": ("workers", "chunk_size", "cache"),
                # how often training logs and saves, where it reports, how big eval batches are:
                # none of it changes the trained weights (a test checks the adapter bytes)
                "train": ("logging_steps", "save_steps", "save_total_limit", "report_to",
-                         "eval_batch_size")}
+                         "eval_batch_size", "memory")}
 # Keys that only say how far a stage runs: in its fingerprint, but only whether they are set
 # (> 0) in its resume key. train.max_steps=-1 (train for train.epochs) is not extensible: the
 # step count the checkpoints belong to is not known before the data is loaded.

@@ -125,3 +125,15 @@ def preflight_stage(cfg, name):
     from harness.stages import stage_dir
 
     return stage_dir(cfg, name)
+
+
+def test_the_memory_settings_never_change_what_training_produces(cfg_for):
+    """Turning the plan's check off to resume a refused or crashed run must not set its
+    checkpoints aside: train.memory is operational, outside the train fingerprint."""
+    from harness.stages import fingerprint
+
+    done = preflight_stage(cfg_for(), "format")
+    done.mkdir(parents=True)
+    (done / "stage.json").write_text('{"fingerprint": "f"}')
+    assert fingerprint(cfg_for(), "train") == fingerprint(
+        cfg_for("train.memory.check=false", "train.memory.headroom=0.5"), "train")
