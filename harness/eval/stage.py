@@ -78,9 +78,12 @@ def fingerprint_inputs(cfg: DictConfig) -> dict:
     rubric = project_path(cfg.judge.rubric)
     sources = [*BENCHMARK_DIR.glob("*.jsonl"), *TASK_DIR.glob("*.yaml"), *TASK_DIR.glob("*.py")]
     mode, user = detect(cfg.eval.sandbox.mode)
+    # the sandbox's own code decides verdicts too (e.g. what may pass): a change re-executes
+    code = {name: sha256_file(Path(__file__).with_name(name))
+            for name in ("sandbox.py", "forkserver.py")}
     return {"rubric": sha256_file(rubric) if rubric.is_file() else None,
             "sources": {f"{p.parent.name}/{p.name}": sha256_file(p) for p in sorted(sources)},
-            "sandbox": {"mode": mode, "user": user}}
+            "sandbox": {"mode": mode, "user": user, "code": code}}
 
 
 GENERATION_KEY = "generation_key.json"

@@ -99,3 +99,10 @@ def test_an_edited_rubric_re_judges_the_same_answers_without_regenerating(tmp_pa
         evaluate("eval.judge.max_new_tokens=9")
     assert "outputs are reused" not in caplog.text
     assert "answers.candidate: 2 rows" in caplog.text
+
+
+def test_the_sandbox_code_is_part_of_the_eval_inputs(tmp_path):
+    from harness.eval.stage import fingerprint_inputs
+
+    code = fingerprint_inputs(make_cfg(tmp_path / "run"))["sandbox"]["code"]
+    assert set(code) == {"sandbox.py", "forkserver.py"} and all(len(h) == 64 for h in code.values())
