@@ -89,7 +89,14 @@ def check_memory(cfg: DictConfig, backend: str, model_config) -> None:
 
     m = memory_settings(cfg.train)
     dtype_bytes = 2 if "16" in str(compute_dtype()) else 4
-    p = vram.plan(vram.Shapes.from_config(model_config),
+    try:
+        shapes = vram.Shapes.from_config(model_config)
+    except HarnessError:
+        if m["check"]:
+            raise
+        log.warning("no memory plan: the model config has no Llama-style decoder shape")
+        return
+    p = vram.plan(shapes,
                   vram.setup_from_cfg(cfg, backend, gradient_checkpointing(cfg.train), dtype_bytes))
     device, total = vram.device_memory()
     if m["device_gb"]:
@@ -176,7 +183,7 @@ def check_eval_memory(cfg: DictConfig, model_config) -> None:
 
     e = cfg.eval
     device = eval_device(e)
-    if e.engine != "hf" or device == "cpu":
+    if e.engine != "hf" or device == "cpu" or not memory_settings(cfg.train)["check"]:
         return
     import torch
 

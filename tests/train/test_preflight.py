@@ -137,3 +137,11 @@ def test_the_memory_settings_never_change_what_training_produces(cfg_for):
     (done / "stage.json").write_text('{"fingerprint": "f"}')
     assert fingerprint(cfg_for(), "train") == fingerprint(
         cfg_for("train.memory.check=false", "train.memory.headroom=0.5"), "train")
+
+
+def test_a_model_without_a_decoder_shape_is_refused_only_while_the_plan_is_checked(cfg_for):
+    from transformers import GPT2Config  # no intermediate_size: not a Llama-style block
+
+    with pytest.raises(HarnessError, match=r"train\.memory\.check=false"):
+        preflight.check_memory(cfg_for(), "hf", GPT2Config())
+    preflight.check_memory(cfg_for("train.memory.check=false"), "hf", GPT2Config())
