@@ -5,7 +5,9 @@ Every setting comes from `conf/train/` (one config for both backends). Checkpoin
 the same command resumes from the last complete checkpoint and ends at the same final step.
 Logging, saving and reporting settings may change between the attempts (they apply from the
 resume on); raising train.max_steps continues a finished run from its last checkpoint (see
-harness/stages.py). TensorBoard logs go to `tensorboard/`; W&B / MLflow when `train.report_to`
+harness/stages.py), with the learning-rate schedule recomputed for the new step count from
+there on (so an extended run is not bit-identical to one that had the larger max_steps from
+the start). TensorBoard logs go to `tensorboard/`; W&B / MLflow when `train.report_to`
 names them.
 """
 
