@@ -82,3 +82,11 @@ def test_a_full_disk_names_the_path_and_the_space(tmp_path):
     assert "no space left on the device holding out/big.txt" in res.stdout
     assert "needed 390.6 KiB" in res.stdout and "KiB is free there" in res.stdout
     assert "LEFT: []" in res.stdout  # no half-written temp file stays behind
+
+
+def test_the_model_cache_follows_the_umask(tiny_model):
+    """The tiny model is built in a temp dir and renamed into the cache: neither the directory
+    (mkdtemp's 0700) nor the weights (safetensors' 0600) stay private."""
+    root = Path(tiny_model)
+    assert mode(root) == 0o777 & ~umask()
+    assert {mode(p) for p in root.iterdir() if p.is_file()} == {0o666 & ~umask()}

@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 import shutil
 import sysconfig
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.io import atomic_write_json, stable_hash
+from harness.io import atomic_write_json, make_temp_dir, respect_umask, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +145,13 @@ def build_tiny_model(cache_dir: str | Path, **overrides: Any) -> Path:
         return target
     log.info("building tiny model %s (tokenizer trained on stdlib sources)", key)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{key}."))
+    tmp = make_temp_dir(target.parent, prefix=f".{key}.")  # the umask's mode, not 0700
     try:
         tokenizer = _train_tokenizer(settings)
         model = _build_model(settings, tokenizer)
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)
+        respect_umask(tmp)  # safetensors writes its files 0600
         atomic_write_json(tmp / "tiny.json", {"key": key, "settings": settings})
         try:
             tmp.rename(target)
