@@ -18,14 +18,16 @@ fp32 on the CPU):
   inputs and outputs, q/k/v and their rotary outputs, the attention output, the MLP's gate, up,
   activation and product), plus each LoRA module's rank-r intermediate, plus with LoRA dropout
   a dropped copy of each adapted input and its mask; in bf16 each RMSNorm also keeps an fp32
-  copy of its input, and fp32 adapters keep an fp32 copy of each adapted input. With checkpointing only each layer's input (a·h) is kept and one layer is
-  recomputed at a time; Unsloth's checkpointing offloads even those inputs to host memory.
+  copy of its input, and fp32 adapters keep an fp32 copy of each adapted input. With
+  checkpointing only each layer's input (a·h) is kept and one layer is recomputed at a time;
+  Unsloth's checkpointing offloads even those inputs to host memory.
 - logits: transformers' `ForCausalLMLoss` upcasts the logits to fp32 and cross-entropy keeps
   its fp32 log-softmax. The trainer drops the model's outputs before backward, so the peak is
   the log-softmax, its incoming gradient and the gradient it produces: tokens × vocab × 12
   bytes (forward: the logits, their fp32 copy and the log-softmax, a + 8).
-  Unsloth's fused cross-entropy keeps the logits and their gradient only (2a), which is
-  Unsloth's documented design, not measured here.
+  For Unsloth the plan assumes its own cross-entropy kernel (unsloth/kernels/
+  cross_entropy_loss.py) keeps only the logits and their gradient (2a): an assumption, not
+  measured anywhere yet.
 
 Tokens = batch_size × max_length: the worst batch, and every batch with packing. The figures
 this estimator was checked against are in docs/gpu.md (CPU peak RSS; no GPU yet).
