@@ -53,6 +53,53 @@ _VAGUE = {"improvement", "improvements", "improve", "improved", "improves", "cle
           "stuff", "various", "some", "few", "little", "bit", "things", "tidy", "tidying", "typo", "typos"}
 _FILLER = {"and", "to", "the", "a", "an", "of", "for", "in", "on", "with", "up", "some", "more", "few",
            "bit", "little", "small", "minor", "various", "stuff", "things", "it", "this", "that", "etc"}
+# OctoPack kept a commit only when its message started with a verb of a fixed list (CommitPackFT
+# §2): a first line without a verb ("yay cookies", "much better index", "requests cookies
+# behaving") seldom says what to do. A body that explains, or a verb after an "area:" prefix
+# or an adverb, is enough here.
+_VERBS = frozenset(re.findall(r"\w+", """
+add adapt adjust allow alter apply avoid backport bump build cache call catch change check clarify
+clean close collect combine compute configure consolidate convert copy correct create deal declare
+decode default define delete deprecate describe detect disable discard display document drop dump
+emit enable encode enforce ensure escape expand expose extend extract factor fail fetch filter fix
+flush follow force format forward generate get guard handle hide ignore implement import improve
+include increase indent inherit initialize inline insert install introduce invoke isolate keep let
+limit link list load lock log look make mark match merge migrate mock modify move normalize note open
+optimize override parse pass patch pin port prefer prepare preserve prevent print process propagate
+protect provide prune publish pull push put raise read rebuild recognize redirect reduce refactor
+refer reformat register reject release reload remove rename reorder reorganize repair replace report
+require reraise reset resolve respect restore restrict restructure retry return reuse revert review
+rework rewrite run save scan separate serialize set setup share show silence simplify skip sort split
+start stop store strip subclass support suppress swap switch sync take teach test throw tidy track
+translate treat trim truncate try tweak unify unpin unwrap update upgrade use validate verify warn
+wrap write yield speed explain vendor regenerate refresh round work made wrote rewrote took kept got
+ran found began hold
+"""))
+_ADVERBS = {"also", "now", "properly", "just", "vastly", "simply", "correctly", "really", "actually",
+            "finally", "always", "never", "better", "explicitly", "again", "only", "partially", "mostly"}
+_PREFIX = re.compile(r"^(\w[\w./\- ]{0,30}|\[[^\]]+\]|\w+\([^)]*\)!?)\s*:\s+")
+
+
+def _verb(word: str) -> bool:
+    """Whether `word` is a listed verb in any of its forms (adds, added, adding)."""
+    w = word.lower().strip("`'\",.!:;()[]")
+    stems = {w, w[:-1] if w.endswith("s") else w, w[:-2] if w.endswith("es") else w,
+             w[:-1] if w.endswith("d") else w, w[:-2] if w.endswith("ed") else w,
+             w[:-3] if w.endswith("ing") else w, w[:-3] + "e" if w.endswith("ing") else w,
+             w[:-3] + "y" if w.endswith(("ied", "ies")) else w,
+             w[:-3] if w.endswith("ing") and len(w) > 5 and w[-4] == w[-5] else w,
+             w[:-2] if w.endswith("ed") and len(w) > 4 and w[-3] == w[-4] else w}
+    return bool(stems & _VERBS)
+
+
+def starts_with_verb(subject: str) -> bool:
+    """The first line's first word (after an "area:" prefix and adverbs) is a verb."""
+    words = _PREFIX.sub("", subject.strip(), count=1).split()
+    while words and words[0].lower() in _ADVERBS:
+        words = words[1:]
+    return bool(words) and _verb(words[0])
+
+
 _FILE = re.compile(r"^[\w./-]+\.(py|pyi|rst|md|txt|html|css|js|cfg|toml|ya?ml|ini|json|in|sh)$", re.IGNORECASE)
 
 
@@ -91,4 +138,6 @@ def quality_reason(message: str, min_chars: int) -> str | None:
     said = [w for w in words[1:] if w not in _FILLER and w not in _VAGUE and not _FILE.match(w)]
     if words[0].strip(",:") in _VAGUE and len(said) <= 1 and len(text.splitlines()) == 1:
         return "low_info_message"
+    if len([x for x in text.split("\n")[1:] if x.strip()]) == 0 and not starts_with_verb(subject):
+        return "no_verb_first_line"
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections import Counter
 
@@ -56,9 +57,15 @@ def test_the_code_before_a_change_is_context_when_it_fits(tmp_path, team_repo):
     assert "return" in code  # the end of feature_0
     first = next(r for r in records if r["kind"] == "commit" and r["instruction"].startswith("Add feature_0"))
     assert "The code before" not in first["instruction"]  # a new file has no code before
-    # a model context too small for the change and its context: no context at all
-    _, small, _ = mine_repo(tmp_path, team_repo.path, "data.mine.fit_tokens=300", name="small")
-    assert not any("The code before" in r["instruction"] for r in small if r["kind"] == "commit")
+    # a model context too small for the change with its context: the least context (the
+    # hunk's own 3 lines above the appended function), and the pair counted as over the budget
+    stats, small, _ = mine_repo(tmp_path, team_repo.path, "data.mine.fit_tokens=300", name="small")
+    appended = [r for r in small if r["kind"] == "commit" and "The code before" in r["instruction"]]
+    spans = [tuple(map(int, h.split("-"))) for r in appended
+             for h in re.findall(r"\(lines (\d+-\d+)\)", r["instruction"])]
+    assert appended and all(hi - lo < 3 for lo, hi in spans)
+    # (the three that create their file have no code before: they are over the budget too)
+    assert stats["sources"]["commit"]["cut"]["over_budget"] == len(appended) + 3 == 12
 
 
 def test_newest_commits_are_held_out_and_nothing_after_the_cutoff_is_trained_on(tmp_path, team_repo):

@@ -44,6 +44,14 @@ Co-authored-by: Bob B <bob@example.com>
     ("Added Context.scope", None),  # terse, but it says what
     ("document defaults", None),
     ("Improve the retry backoff for idle pools", None),
+    ("yay cookies", "no_verb_first_line"),  # CommitPackFT: the first line starts with a verb
+    ("much better index", "no_verb_first_line"),
+    ("requests cookies behaving", "no_verb_first_line"),
+    ("cookie support\n\nSessions now keep the cookies the server sets.", None),  # a body explains
+    ("manager: get rid of _plugin2hookcallers", None),  # after an area prefix
+    ("fix(downstream): resolve env setup issues", None),
+    ("hooks: also verify kwargs are per spec", None),  # after an adverb
+    ("Renamed multipart_files to files", None),
     ("Add retries to the HTTP adapter", None),
     ("Fixed the off-by-one in the pager", None),  # descriptive is fine
     ("Update README.md\n\nDocument the new --color flag and its default.", None),  # the body explains
