@@ -7,6 +7,7 @@ Every command is a Hydra app over `conf/`, so `key=value` overrides, `-m` multir
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -155,10 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-    import hydra
-
     from harness.errors import HarnessError
-    from harness.paths import CONF_DIR
 
     overrides = translate(command, argv)
     try:  # before Hydra makes runs/<run_name>/, which `run_name=../../x` would put elsewhere
@@ -170,6 +168,36 @@ def main(argv: list[str] | None = None) -> None:
         print(f"harness: {e}", file=sys.stderr)
         sys.exit(EXIT_ERROR)
     sys.argv = [f"harness {command}", *overrides, f"hydra.job.name={command}"]
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(early_lock(command, overrides))
+        except HarnessError as e:
+            print(f"harness: {e}", file=sys.stderr)
+            sys.exit(EXIT_ERROR)
+        _run_hydra(command)
+
+
+def early_lock(command: str, overrides: list[str]):
+    """The run directory's lock, taken before Hydra writes `.hydra/` and its log there (a
+    refused second command would otherwise overwrite the holder's saved config), when the run
+    directory is known from the command line: one run_name, no multirun, Hydra's default
+    `runs/<run_name>`. Otherwise `dispatch` takes it once the config is composed."""
+    if command not in LOCKED or any(o.startswith("-") or o.lstrip("+~").startswith("hydra.run.dir")
+                                    for o in overrides):  # -m, --cfg job, …: Hydra's own modes
+        return contextlib.nullcontext()
+    names = command_line_run_names(overrides)
+    if len(names) != 1:
+        return contextlib.nullcontext()
+    from harness.runlock import run_lock
+
+    return run_lock(Path("runs") / names[0], " ".join(["harness", command, *overrides]))
+
+
+def _run_hydra(command: str) -> None:
+    import hydra
+
+    from harness.errors import HarnessError
+    from harness.paths import CONF_DIR
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def app(cfg):

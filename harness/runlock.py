@@ -21,6 +21,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 LOCK_NAME = ".lock"
+_held: set[Path] = set()  # lock files this process holds (taking one again is a no-op)
 
 
 def _alive(pid: int) -> bool:
@@ -53,6 +54,10 @@ def run_lock(run_dir: str | Path, command: str) -> Iterator[Path]:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
+    key = path.resolve()
+    if key in _held:  # taken before Hydra started (harness/cli.py), held until the command ends
+        yield path
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
         try:
@@ -68,6 +73,10 @@ def run_lock(run_dir: str | Path, command: str) -> Iterator[Path]:
         data = json.dumps(who).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
-        yield path
+        _held.add(key)
+        try:
+            yield path
+        finally:
+            _held.discard(key)
     finally:
         os.close(fd)  # releases the flock (the file stays: unlinking it would race a waiter)

@@ -97,9 +97,22 @@ def test_a_run_name_that_is_not_a_plain_name_is_refused_before_anything_is_writt
 def test_a_second_command_on_a_busy_run_is_refused_naming_the_holder(tmp_path, harness_cache):
     from harness.runlock import run_lock
 
-    with run_lock(tmp_path / "runs" / "busy", "harness run run_name=busy"):
-        res = harness(tmp_path, harness_cache, "train", "run_name=busy")
+    run = tmp_path / "runs" / "busy"
+    saved = run / ".hydra" / "overrides.yaml"  # what the holder's Hydra saved of its command
+    saved.parent.mkdir(parents=True)
+    saved.write_text("- run_name=busy\n")
+    with run_lock(run, "harness run run_name=busy"):
+        res = harness(tmp_path, harness_cache, "train", "run_name=busy", "train.lr=1e-3")
     assert res.returncode == 2 and "Traceback" not in res.stdout
     assert f"in use by pid {os.getpid()}" in res.stdout and "`harness run run_name=busy`" in res.stdout
-    made = [p.name for p in (tmp_path / "runs" / "busy").iterdir() if p.is_dir()]
-    assert made == [".hydra"]  # no stage started: Hydra's own config copy and log only
+    assert sorted(p.name for p in run.iterdir()) == [".hydra", ".lock"]  # no stage, no log
+    assert saved.read_text() == "- run_name=busy\n"  # refused before Hydra wrote anything
+
+
+def test_a_run_name_from_the_config_is_locked_once_composed(tmp_path, harness_cache):
+    from harness.runlock import run_lock
+
+    # experiment=smoke names no run: the lock is taken by dispatch, on the composed run_dir
+    with run_lock(tmp_path / "elsewhere", "harness eval run_name=x"):
+        res = harness(tmp_path, harness_cache, "gate", f"run_dir={tmp_path / 'elsewhere'}")
+    assert res.returncode == 2 and f"{tmp_path / 'elsewhere'} is in use by pid {os.getpid()}" in res.stdout
