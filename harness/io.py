@@ -8,6 +8,7 @@ here give them the mode a plain `open` would: 0666/0777 less the user's umask.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -42,6 +43,25 @@ def make_temp_dir(parent: str | Path, prefix: str) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
     os.chmod(tmp, 0o777 & ~umask())
     return tmp
+
+
+@contextlib.contextmanager
+def built_dir(target: Path) -> Iterator[Path]:
+    """A temporary directory beside `target` to build a cache entry in, renamed into place
+    when the block finishes (a process that lost the race drops its own identical copy) and
+    removed when it fails, so a crash never leaves a half-built entry at `target`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_dir(target.parent, f".{target.name}.")
+    try:
+        yield tmp
+        respect_umask(tmp)  # safetensors writes its files 0600
+        try:
+            tmp.rename(target)
+        except OSError:  # another process built it first; its copy is the same
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def respect_umask(root: str | Path) -> None:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 from importlib import metadata
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, make_temp_dir
+from harness.io import atomic_write_json, built_dir
 
 log = logging.getLogger(__name__)
 CONVERT_VERSION = 2  # bump when the conversion changes what it writes
@@ -88,9 +87,7 @@ def convert(gguf_cfg: DictConfig, cache_dir: str | Path) -> Path:
         return target
     log.info("converting %s to a Hugging Face directory (once; dequantized to float32) → %s",
              source.name, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(target.parent, f".{target.name}.")
-    try:
+    with built_dir(target) as tmp:
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name,
                                                      dtype=torch.float32)
@@ -108,12 +105,5 @@ def convert(gguf_cfg: DictConfig, cache_dir: str | Path) -> Path:
         model.save_pretrained(tmp)
         atomic_write_json(tmp / "gguf.json", {"source": str(source), "sha256": digest,
                                               "version": CONVERT_VERSION, "tokens": tokens})
-        try:
-            tmp.rename(target)
-        except OSError:  # another process converted it first; its copy is the same
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("model ready at %s", target)
     return target

@@ -9,13 +9,12 @@ so a second call is a directory lookup.
 from __future__ import annotations
 
 import logging
-import shutil
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.io import atomic_write_json, make_temp_dir, respect_umask, stable_hash
+from harness.io import atomic_write_json, built_dir, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -144,22 +143,12 @@ def build_tiny_model(cache_dir: str | Path, **overrides: Any) -> Path:
     if (target / "tiny.json").exists():
         return target
     log.info("building tiny model %s (tokenizer trained on stdlib sources)", key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(target.parent, prefix=f".{key}.")  # the umask's mode, not 0700
-    try:
+    with built_dir(target) as tmp:
         tokenizer = _train_tokenizer(settings)
         model = _build_model(settings, tokenizer)
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)
-        respect_umask(tmp)  # safetensors writes its files 0600
         atomic_write_json(tmp / "tiny.json", {"key": key, "settings": settings})
-        try:
-            tmp.rename(target)
-        except OSError:  # another process won the race; its copy is identical
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log.info("tiny model ready at %s", target)
     return target
 
