@@ -27,6 +27,9 @@ def test_the_converted_directory_loads_as_a_plain_llama_with_chat_tokens_fixed(r
     assert tok.eos_token == tok.pad_token == "<|im_end|>" and tok.eos_token_id == 2
     meta = json.loads((Path(real_model) / "gguf.json").read_text())
     assert meta["tokens"]["before"]["eos"] == "<|im_start|>" and len(meta["sha256"]) == 64
+    # SmolLM2's own split (the file's `smollm` pre-tokenizer): digits apart from whitespace
+    assert meta["tokens"]["pre_tokenizer"] == "smollm"
+    assert tok.tokenize("\n        16 at") == ["ĊĠĠĠĠĠĠĠĠ", "1", "6", "Ġat"]
 
     model = AutoModelForCausalLM.from_pretrained(real_model, dtype=torch.float32)
     assert 134e6 < sum(p.numel() for p in model.parameters()) < 135e6
