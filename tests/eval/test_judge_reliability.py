@@ -56,7 +56,8 @@ def judged_run(tmp_path: Path, script, pairwise: bool = True):
         "judge.base_url=http://placeholder", "judge.model=fake", "judge.output=json",
         "judge.max_tokens=50", "judge.max_concurrency=8", f"judge.rubric={one_criterion(tmp_path)}",
         f"judge.pairwise={str(pairwise).lower()}",
-        "~gate.checks.humaneval", "~gate.checks.mbpp", "~gate.checks.fim"])
+        "~gate.checks.humaneval", "~gate.checks.mbpp", "~gate.checks.fim",
+        "~gate.checks.forgetting"])
     freeze_thresholds(cfg)  # as eval does, before any judgement
     out = tmp_path / "run" / "eval"
     with FakeJudge(script) as server:
@@ -173,7 +174,8 @@ def test_the_offline_default_judge_says_in_the_first_lines_that_it_is_the_model_
     cfg = make_cfg(tmp_path / "run", cache_dir=tmp_path / "cache", overrides=[
         "judge.pairwise=false", "judge.reliability.pairwise=false",
         f"judge.rubric={one_criterion(tmp_path)}",
-        "~gate.checks.humaneval", "~gate.checks.mbpp", "~gate.checks.fim"])
+        "~gate.checks.humaneval", "~gate.checks.mbpp", "~gate.checks.fim",
+        "~gate.checks.forgetting"])
     assert cfg.judge.base_url is None  # the offline default: a loopback serve over the base model
     freeze_thresholds(cfg)
     out = tmp_path / "run" / "eval"
