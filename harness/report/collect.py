@@ -127,6 +127,27 @@ def _lora(manifest: dict) -> dict | None:
     return {**(train.get("lora") or {}), **{k: train.get(k) for k in keys if k in train}} or None
 
 
+def export_summary(manifest: dict | None) -> dict | None:
+    """Per exported file (`harness export`): its verification against the merged model and
+    what quantization cost on the run's held-out completion mini-eval."""
+    if not manifest:
+        return None
+    mini = manifest.get("mini_eval") or {}
+    files = {}
+    for t, g in (manifest.get("gguf") or {}).items():
+        v = g.get("verification") or {}
+        vs = v.get("vs_merged") or {}
+        files[t] = {"file": g.get("file"), "bytes": g.get("bytes"), "status": v.get("status"),
+                    "tokenization_identical": (v.get("tokenization") or {}).get("identical"),
+                    "top1_agreement": vs.get("top1_agreement"),
+                    "max_abs_logit_error": vs.get("max_abs_logit_error"),
+                    "greedy_identical": vs.get("greedy_identical"),
+                    "mini_eval": mini.get(t)}
+    return {"name": manifest.get("name"), "files": files, "merged_mini_eval": mini.get("merged"),
+            "mini_eval_items": mini.get("items"), "mini_eval_mode": mini.get("mode"),
+            "ollama": bool(manifest.get("ollama")), "vllm_command": (manifest.get("vllm") or {}).get("command")}
+
+
 def collect(run_dir: Path, run_name: str, benchmarks_sha256: dict) -> dict:
     """The evidence for the run in `run_dir` (its gate must have run)."""
     inp = Inputs(run_dir)
@@ -162,6 +183,7 @@ def collect(run_dir: Path, run_name: str, benchmarks_sha256: dict) -> dict:
         "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in log if "loss" in h],
         "eval_loss_curve": [{"step": h["step"], "loss": h["eval_loss"]} for h in log
                             if "eval_loss" in h],
+        "export": export_summary(inp.json("export/manifest.json")),
         "mine_stats": inp.json("mine/mine_stats.json"),
         "dataset_card": {k: v for k, v in (inp.json("format/dataset_card.json") or {}).items()
                          if k != "chat_template"},

@@ -319,9 +319,30 @@ def provenance(ev: dict) -> list:
     return out
 
 
+def export(ev: dict) -> list:
+    """`harness export`'s files, each checked against the merged model it came from."""
+    ex = ev.get("export")
+    if not ex:
+        return []
+    merged = (ex.get("merged_mini_eval") or {}).get("edit_similarity")
+    rows = [[t, f["file"], f["bytes"], f["status"], "yes" if f["tokenization_identical"] else "no",
+             f["top1_agreement"], f["max_abs_logit_error"], f["greedy_identical"],
+             (f["mini_eval"] or {}).get("edit_similarity"),
+             (f["mini_eval"] or {}).get("same_output_as_merged")]
+            for t, f in ex["files"].items()]
+    return [Heading("Export (GGUF, Ollama, vLLM)"),
+            Para(f"Each file read back and compared with the merged model on fixed prompts, and "
+                 f"on {ex.get('mini_eval_items') or 0} held-out completion items "
+                 f"({ex.get('mini_eval_mode')}; merged model's edit similarity "
+                 f"{'n/a' if merged is None else f'{merged:.3f}'}). vLLM: `{ex.get('vllm_command')}`."),
+            Table(["type", "file", "bytes", "verdict", "same tokens", "top-1 agreement",
+                   "max logit error", "greedy identical", "mini-eval edit sim.",
+                   "same answer as merged"], rows)]
+
+
 def build(ev: dict, max_flips: int = 20) -> Document:
     doc = Document(f"Run {ev['run']}: **{ev['verdict']['decision'].upper()}**")
     for part in (summary(ev), gate(ev), codegen(ev, max_flips), fim(ev), judge(ev),
-                 training(ev), data(ev), provenance(ev)):
+                 training(ev), export(ev), data(ev), provenance(ev)):
         doc.add(*part)
     return doc
