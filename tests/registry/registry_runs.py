@@ -58,3 +58,10 @@ def make_run(runs: Path, name: str, base: str, seed: int, decision: str = "deplo
         "decision": decision, "reasons": reasons, "checks": [], "thresholds_sha256": "f" * 64})
     _stage(run / "gate", "gate")
     return run
+
+
+def three_runs(tiny_model: str, root: Path) -> dict[str, Path]:
+    """Two deployable runs and one the gate refused, for promote / rollback tests."""
+    return {"r1": make_run(root, "r1", tiny_model, seed=1),
+            "r2": make_run(root, "r2", tiny_model, seed=2),
+            "bad": make_run(root, "bad", tiny_model, seed=3, decision="no-deploy")}

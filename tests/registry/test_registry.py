@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from registry_runs import compose, make_run
+from registry_runs import compose, make_run, three_runs
 
 from harness.errors import HarnessError
 from harness.io import read_json, sha256_tree
@@ -20,10 +20,7 @@ from harness.serve.cli import adapters_for
 
 @pytest.fixture(scope="module")
 def runs(tiny_model, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("runs")
-    return {"r1": make_run(root, "r1", tiny_model, seed=1),
-            "r2": make_run(root, "r2", tiny_model, seed=2),
-            "bad": make_run(root, "bad", tiny_model, seed=3, decision="no-deploy")}
+    return three_runs(tiny_model, tmp_path_factory.mktemp("runs"))
 
 
 def live_sha(registry: Path, name: str = "project") -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from registry_runs import compose, make_run
+from registry_runs import compose, three_runs
 
 from harness.errors import HarnessError
 from harness.io import read_json, sha256_file
@@ -20,10 +20,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def runs(tiny_model, tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("runs")
-    return {"r1": make_run(root, "r1", tiny_model, seed=1),
-            "r2": make_run(root, "r2", tiny_model, seed=2),
-            "bad": make_run(root, "bad", tiny_model, seed=3, decision="no-deploy")}
+    return three_runs(tiny_model, tmp_path_factory.mktemp("runs"))
 
 
 def live_gguf_sha(registry: Path) -> str:
