@@ -131,5 +131,5 @@ def samples_to_rows(task: str, samples: list[dict], label: str) -> list[dict]:
         prompt = s["arguments"][0][0]
         for i, (g, r) in enumerate(zip(generations, outcomes, strict=True)):
             rows.append(row(task, item, label, sha256_text(prompt), g, sample=i,
-                            engine="lm_eval/hf", **exec_fields(r)))
+                            engine="lm_eval/hf", mode="completion", **exec_fields(r)))
     return rows

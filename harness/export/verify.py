@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.models.gguf_import import restore_pre_tokenizer
 
 log = logging.getLogger(__name__)
 CODE_PROMPTS = (
     "def fibonacci(n: int) -> int:\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
     "import os\nimport sys\n\n\nclass Config:\n    def __init__(self, path):\n",
     "for (let i = 0; i < items.length; i++) {\n  total += items[i].price * 1.5;  // ünïcode ✓\n",
+    "TABLE = [\n        16, 2048,\n\n1. the digits after whitespace\n",  # pre-tokenizer splits
 )
 CHAT_PROMPT = [{"role": "user", "content": "Write a Python function that reverses a string."}]
 FIM_PROMPT = ("def mean(values):\n    total = ", "\n    return total / len(values)\n")
@@ -78,6 +80,7 @@ def load_gguf(path: Path, dtype: str = "float32"):
                                                  dtype=getattr(torch, dtype))
     model.eval()
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    restore_pre_tokenizer(tokenizer, path)  # as llama.cpp splits (e.g. smollm: digits apart)
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in control_tokens(path)],
                          special_tokens=True)
     return model, tokenizer

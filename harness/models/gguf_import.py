@@ -82,17 +82,14 @@ PRE_TOKENIZERS = {"smollm": lambda pt: pt.Sequence([
     pt.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True)])}
 
 
-def _gguf_pre(path: Path) -> str | None:
+def restore_pre_tokenizer(tokenizer, path: Path) -> str | None:
+    """Give a tokenizer transformers read from the GGUF at `path` the split before BPE that the
+    file names (`tokenizer.ggml.pre`), where the reader drops it; the name restored, or None."""
     import gguf
-
-    field = gguf.GGUFReader(path).fields.get("tokenizer.ggml.pre")
-    return bytes(field.parts[field.data[0]]).decode() if field is not None else None
-
-
-def _fix_pre_tokenizer(tokenizer, name: str | None) -> str | None:
-    """Restore the file's split before BPE where transformers' reader drops it."""
     from tokenizers import pre_tokenizers
 
+    field = gguf.GGUFReader(path).fields.get("tokenizer.ggml.pre")
+    name = bytes(field.parts[field.data[0]]).decode() if field is not None else None
     if name in PRE_TOKENIZERS:
         tokenizer.backend_tokenizer.pre_tokenizer = PRE_TOKENIZERS[name](pre_tokenizers)
         return name
@@ -124,7 +121,7 @@ def convert(gguf_cfg: DictConfig, cache_dir: str | Path) -> Path:
         model.hf_quantizer = None
         model.is_quantized = False
         tokens = _fix_tokens(tokenizer, model, chat_end)
-        tokens["pre_tokenizer"] = _fix_pre_tokenizer(tokenizer, _gguf_pre(source))
+        tokens["pre_tokenizer"] = restore_pre_tokenizer(tokenizer, source)
         # GGUF's default turns on WordPiece clean-up, which BPE decoding ignores with a warning
         tokenizer.clean_up_tokenization_spaces = False
         model.config.name_or_path = model.name_or_path = source.stem

@@ -85,6 +85,7 @@ def test_the_hf_backend_runs_the_adapter_and_matches_our_engine(tiny_model, tmp_
     problems = load_humaneval(limit=2)
     assert [r["item_id"] for r in rows] == [p.task_id for p in problems]
     assert {r["engine"] for r in rows} == {"lm_eval/hf"} and {r["model"] for r in rows} == {"candidate"}
+    assert {r["mode"] for r in rows} == {"completion"}
     # our HF engine, same merged adapter, greedy, same stop words: the same continuations
     tok = load_tokenizer(tiny_model)
     engine = HFEngine(load_model(tiny_model, adapter=adapter), tok, batch_size=1, max_new_tokens=16)

@@ -12,8 +12,8 @@ from harness.stages import run_stage
 
 pytestmark = pytest.mark.slow
 STEPS = ["model=smollm2-135m", "data.format.max_length=128", "data.format.code_share=null",
-         "data.format.fim_examples_per_file=2", "train.max_steps=8", "train.batch_size=4",
-         "train.lr=1e-3", "train.save_steps=8", "train.logging_steps=4", "train.report_to=none",
+         "data.format.fim_examples_per_file=2", "train.max_steps=6", "train.batch_size=2",
+         "train.lr=1e-3", "train.save_steps=6", "train.logging_steps=4", "train.report_to=none",
          "data.mine.max_changed_lines=5000"]
 
 
@@ -45,6 +45,7 @@ def test_a_few_steps_lower_the_held_out_loss_on_repo_code(tmp_path, history_repo
     summary = run_stage(cfg, "train")
     assert summary["backend"] == "hf"
     held = load_from_disk(str(tmp_path / "run" / "format" / "eval_dataset"))
+    held = held.select(range(min(16, len(held))))
     model = load_model(resolve_model_path(cfg.model, cache), cfg.model)
     before = held_out_loss(model, held)
     tuned = PeftModel.from_pretrained(model, str(tmp_path / "run" / "train" / "adapter"))
