@@ -30,7 +30,8 @@ def test_the_dry_run_exercises_the_whole_check(gpu_check, tmp_path, capsys):
     for name in ("hf LoRA", "hf QLoRA"):
         r = runs[name]
         assert r["steps"] == 2 and math.isfinite(r["last_loss"]) and r["tokens_per_s"] > 0
-        assert r["peak_mb"] > 0 and r["plan_mb"] > 0  # measured beside planned
+        # on a CPU the peak above the loaded model can be 0 (pages already held); it is measured
+        assert r["peak_mb"] >= 0 and r["plan_mb"] > 0  # beside the planned figure
     for label in ("base", "candidate"):
         r = runs[f"eval {label}"]
         assert r["device"] == "cpu" and r["samples"] == 3 and r["samples_per_s"] > 0
