@@ -8,6 +8,7 @@ Every command is a Hydra app over `conf/`, so `key=value` overrides, `-m` multir
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import logging
@@ -201,6 +202,7 @@ def _run_hydra(command: str) -> None:
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def app(cfg):
+        keep_logging_when_log_files_fail()
         try:
             code = dispatch(command, cfg)
         except HarnessError as e:
@@ -215,6 +217,24 @@ def _run_hydra(command: str) -> None:
         return None
 
     app()
+
+
+def keep_logging_when_log_files_fail() -> None:
+    """Hydra logs to `runs/<run>/<command>.log` as well as the console. When that disk fills, the
+    error saying so must not be buried under logging's own traceback for every later record: the
+    first failed write prints one line and drops that file; the console goes on logging."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handleError = functools.partial(_drop_log_file, handler)
+
+
+def _drop_log_file(handler: logging.FileHandler, record: logging.LogRecord) -> None:
+    logging.getLogger().removeHandler(handler)
+    print(f"harness: cannot write the log file {handler.baseFilename} ({sys.exc_info()[1]}); "
+          "logging goes on to the console only", file=sys.stderr)
+    with contextlib.suppress(OSError, ValueError):
+        handler.close()
 
 
 if __name__ == "__main__":

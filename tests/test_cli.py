@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -117,3 +118,22 @@ def test_a_run_name_from_the_config_is_locked_once_composed(tmp_path, harness_ca
     with run_lock(tmp_path / "elsewhere", "harness eval run_name=x"):
         res = harness(tmp_path, harness_cache, "gate", f"run_dir={tmp_path / 'elsewhere'}")
     assert res.returncode == 2 and f"{tmp_path / 'elsewhere'} is in use by pid {os.getpid()}" in res.stdout
+
+
+def test_a_log_file_that_cannot_be_written_costs_one_line_not_a_traceback_per_record(capsys):
+    """/dev/full fails every write with ENOSPC, as a run directory on a full disk does."""
+    from harness.cli import keep_logging_when_log_files_fail
+
+    root = logging.getLogger()
+    handler = logging.FileHandler("/dev/full")
+    root.addHandler(handler)
+    try:
+        keep_logging_when_log_files_fail()
+        for _ in range(3):
+            logging.getLogger("harness.test").error("no space left")
+    finally:
+        root.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.count("cannot write the log file /dev/full") == 1
+    assert handler not in root.handlers
