@@ -14,7 +14,7 @@ baseline's.
 Writes bench/results/bench_judge.json.
 
 With `--reliability MODEL_DIR` it instead measures how reliable a local model is as the judge
-(harness/eval/judge_reliability.py), the way the offline default uses it (a loopback `harness
+(harness/judge/reliability.py), the way the offline default uses it (a loopback `harness
 serve` over the model, guided choice): known answers from this repository's last small commits
 (message -> diff), spoiled and compared in both orders. Writes bench_judge_reliability.json.
 """
@@ -40,8 +40,8 @@ import uvicorn  # noqa: E402
 from _results import write_result  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 
-from harness.eval.judge import Judge, JudgeItem, load_rubric  # noqa: E402
-from harness.eval.judge_client import JudgeClient  # noqa: E402
+from harness.judge.client import JudgeClient  # noqa: E402
+from harness.judge.scoring import Judge, JudgeItem, load_rubric  # noqa: E402
 
 RUBRIC = ROOT / "judges" / "code_change.yaml"
 
@@ -142,7 +142,7 @@ def commits(n: int, max_lines: int = 40) -> list[dict]:
 
 def reliability(model_dir: str, n: int, cache: Path | None, concurrency: int,
                 timeout_s: float) -> None:
-    from harness.eval.judge_reliability import measure
+    from harness.judge.reliability import measure
     from harness.serve.app import ServerThread, create_app
 
     records = commits(n)

@@ -39,8 +39,8 @@ def _model() -> str:
 
 def child(which: str, limit: int, batch_size: int, max_new_tokens: int) -> dict:
     """One runner in this process: rows and the seconds spent generating + scoring."""
-    from harness.eval.generate import GREEDY
-    from harness.eval.sandbox import Sandbox
+    from harness.eval.engines.base import GREEDY
+    from harness.sandbox.execute import Sandbox
 
     model_ref, sandbox = _model(), Sandbox(timeout_s=10, workers=2)
     if which == "lm_eval":
@@ -53,8 +53,8 @@ def child(which: str, limit: int, batch_size: int, max_new_tokens: int) -> dict:
     else:
         import torch
 
-        from harness.eval.benchmarks import load_humaneval
-        from harness.eval.generate import HFEngine
+        from harness.benchmarks import load_humaneval
+        from harness.eval.engines.hf import HFEngine
         from harness.eval.runner import run_codegen
         from harness.models.load import load_model, load_tokenizer
 

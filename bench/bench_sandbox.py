@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from _results import write_result  # noqa: E402
 
-from harness.eval.benchmarks import BENCHMARK_DIR, humaneval_rows, load_humaneval  # noqa: E402
-from harness.eval.sandbox import Sandbox  # noqa: E402
+from harness.benchmarks import BENCHMARK_DIR, humaneval_rows, load_humaneval  # noqa: E402
+from harness.sandbox.execute import Sandbox  # noqa: E402
 
 BROKEN = {
     "wrong_value": "    return None\n",

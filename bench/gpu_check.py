@@ -165,12 +165,12 @@ def evaluate(model_dir: Path, adapter_from: str, s: dict, cuda: bool, out: Path)
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from harness.eval.benchmarks import load_humaneval
-    from harness.eval.engines import placement
-    from harness.eval.generate import HFEngine
+    from harness.benchmarks import load_humaneval
+    from harness.eval.engines.hf import HFEngine
+    from harness.eval.engines.pool import placement
     from harness.eval.runner import run_codegen
-    from harness.eval.sandbox import Sandbox
     from harness.models.load import load_model
+    from harness.sandbox.execute import Sandbox
 
     adapter = out / "adapter"
     if not adapter.exists():  # a LoRA candidate with non-zero B, so it differs from the base
@@ -204,7 +204,7 @@ def evaluate(model_dir: Path, adapter_from: str, s: dict, cuda: bool, out: Path)
 
 
 def _greedy():
-    from harness.eval.generate import GREEDY
+    from harness.eval.engines.base import GREEDY
 
     return GREEDY
 

@@ -1,3 +1,4 @@
-"""Evaluation, base vs candidate: vendored benchmarks (bigcode protocols), generation engines
-(transformers, vLLM, OpenAI-compatible), lm-eval task definitions, bigcode-evaluation-harness
-interop, FIM and HumanEval infilling, and the sandbox that executes generated code."""
+"""Evaluation, base vs candidate on identical prompts: the tasks (HumanEval/MBPP through
+lm-eval or bigcode protocols, FIM on held-out code, the LLM judge's comparison) and the
+stage that runs them; generation engines live in `engines/`, code execution in
+`harness.sandbox`, the judge itself in `harness.judge`."""

@@ -21,12 +21,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from harness.benchmarks import Problem, load_humaneval, load_mbpp, postprocess
 from harness.errors import HarnessError
-from harness.eval.benchmarks import Problem, load_humaneval, load_mbpp, postprocess
 from harness.eval.records import pass_metrics
 from harness.eval.runner import score_generations
-from harness.eval.sandbox import Sandbox
 from harness.io import atomic_write_json, read_json, sha256_text, write_jsonl
+from harness.sandbox.execute import Sandbox
 
 log = logging.getLogger(__name__)
 TASKS = {"humaneval": "humaneval", "mbpp": "mbpp"}  # ours → bigcode's task names

@@ -17,7 +17,7 @@ import ast
 import re
 from dataclasses import dataclass
 
-from harness.eval.benchmarks import Problem
+from harness.benchmarks import Problem
 
 PREFILL = "```python\n"
 STOP = ("\n```",)

@@ -14,8 +14,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from harness.benchmarks import humaneval_rows, load_humaneval
 from harness.errors import HarnessError
-from harness.eval.benchmarks import humaneval_rows, load_humaneval
 
 TASKS = {"single": "humaneval_infill_single", "multi": "humaneval_infill_multi"}
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
-from harness.eval.judge import Judge, JudgeItem, load_rubric
-from harness.eval.judge_client import JudgeClient, Ledger
-from harness.eval.judge_reliability import measure
 from harness.io import write_jsonl
+from harness.judge.client import JudgeClient, Ledger
+from harness.judge.reliability import measure
+from harness.judge.scoring import Judge, JudgeItem, load_rubric
 from harness.paths import project_path
 
 log = logging.getLogger(__name__)

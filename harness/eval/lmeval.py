@@ -20,12 +20,12 @@ import functools
 import logging
 from pathlib import Path
 
-from harness.eval.benchmarks import Problem, load_humaneval, load_mbpp
-from harness.eval.generate import Decoding
+from harness.benchmarks import Problem, load_humaneval, load_mbpp
+from harness.eval.engines.base import Decoding
 from harness.eval.metrics import pass_at_k
 from harness.eval.records import exec_fields, row
-from harness.eval.sandbox import ExecResult, Sandbox
 from harness.io import sha256_text
+from harness.sandbox.execute import ExecResult, Sandbox
 
 TASK_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
 TASKS = {"humaneval": "harness_humaneval", "mbpp": "harness_mbpp"}

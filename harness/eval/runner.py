@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from harness.eval import chat_codegen, fim_task
-from harness.eval.generate import GREEDY, Decoding, Engine
+from harness.eval.engines.base import GREEDY, Decoding, Engine
 from harness.eval.records import exec_fields, row
-from harness.eval.sandbox import Sandbox
 from harness.format.fim import FimTokens, fim_prompt_ids
 from harness.io import sha256_text
+from harness.sandbox.execute import Sandbox
 
 
 class ExecItem(Protocol):

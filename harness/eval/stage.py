@@ -33,17 +33,17 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.benchmarks import Problem, load_humaneval, load_mbpp
 from harness.errors import HarnessError
 from harness.eval import bigcode, fim_task, runner
-from harness.eval.benchmarks import Problem, load_humaneval, load_mbpp
 from harness.eval.chat_codegen import ChatProblem, humaneval_chat, mbpp_chat
-from harness.eval.engines import EnginePool, engine_settings
-from harness.eval.generate import Decoding, HFEngine
+from harness.eval.engines.base import Decoding
+from harness.eval.engines.hf import HFEngine
+from harness.eval.engines.pool import EnginePool, engine_settings
 from harness.eval.infill import InfillItem, load_infill
 from harness.eval.judging import run_judge
 from harness.eval.lmeval import run_lm_eval
 from harness.eval.records import match_metrics, pass_metrics
-from harness.eval.sandbox import Sandbox
 from harness.format.chat import to_messages
 from harness.format.fim import fim_tokens, is_left_to_right
 from harness.gate.power import check_power, is_pass_fail, parts
@@ -58,6 +58,7 @@ from harness.io import (
 )
 from harness.models.load import load_tokenizer, resolve_model_path
 from harness.paths import project_path
+from harness.sandbox.execute import Sandbox
 from harness.stages import require_output, stage_dir
 
 log = logging.getLogger(__name__)
@@ -71,16 +72,17 @@ def fingerprint_inputs(cfg: DictConfig) -> dict:
     the judge rubric (editing it must re-judge), the benchmark files and lm-eval task
     definitions the prompts come from, and the sandbox mode and user that really run the
     programs (mode null picks the strongest that works here, and that changes verdicts)."""
-    from harness.eval.benchmarks import BENCHMARK_DIR
+    import harness.sandbox
+    from harness.benchmarks import BENCHMARK_DIR
     from harness.eval.lmeval import TASK_DIR
-    from harness.eval.sandbox import detect
+    from harness.sandbox.execute import detect
 
     rubric = project_path(cfg.judge.rubric)
     sources = [*BENCHMARK_DIR.glob("*.jsonl"), *TASK_DIR.glob("*.yaml"), *TASK_DIR.glob("*.py")]
     mode, user = detect(cfg.eval.sandbox.mode)
     # the sandbox's own code decides verdicts too (e.g. what may pass): a change re-executes
-    code = {name: sha256_file(Path(__file__).with_name(name))
-            for name in ("sandbox.py", "forkserver.py")}
+    here = Path(harness.sandbox.__file__).parent
+    code = {name: sha256_file(here / name) for name in ("execute.py", "forkserver.py")}
     return {"rubric": sha256_file(rubric) if rubric.is_file() else None,
             "sources": {f"{p.parent.name}/{p.name}": sha256_file(p) for p in sorted(sources)},
             "sandbox": {"mode": mode, "user": user, "code": code}}

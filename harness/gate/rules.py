@@ -22,7 +22,7 @@ metrics but is not part of the rule: it tests for any difference, not for the ma
 
 A judge-based check (metric `judge.<criterion>`) counts only if the judge met the declared
 `judge_reliability` thresholds on that criterion (measured by eval on known answers, see
-harness/eval/judge_reliability.py); otherwise its status is inconclusive, "judge unreliable",
+harness/judge/reliability.py); otherwise its status is inconclusive, "judge unreliable",
 with the figures, whatever its CI says.
 
 A metric may pool several (`humaneval.pass@1 + mbpp.pass@1`): their items form one paired set,

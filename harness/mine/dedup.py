@@ -340,7 +340,7 @@ class Benchmarks:
     """
 
     def __init__(self, ngram: int, threshold: float, min_shingles: int = 10) -> None:
-        from harness.eval.benchmarks import load_humaneval, load_mbpp
+        from harness.benchmarks import load_humaneval, load_mbpp
 
         self.threshold = threshold
         items = [(p.task_id, text) for p in [*load_humaneval(), *load_mbpp(split="all")]

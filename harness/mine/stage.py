@@ -53,7 +53,7 @@ KIND_ORDER = (*CHANGE_KINDS, "docstring", "extra")
 
 
 def options(cfg: DictConfig) -> dict:
-    from harness.eval.benchmarks import SHA256
+    from harness.benchmarks import SHA256
 
     o = {**OmegaConf.to_container(cfg.data.mine, resolve=True), "benchmarks": SHA256}
     _check(o)

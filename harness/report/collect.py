@@ -61,7 +61,7 @@ def _first_samples(rows: list[dict]) -> dict[str, dict]:
 
 def benchmark_prompts(task: str) -> dict[str, str]:
     """task_id -> the prompt both models were given, for the benchmarks that have one."""
-    from harness.eval.benchmarks import load_humaneval, load_mbpp
+    from harness.benchmarks import load_humaneval, load_mbpp
 
     loaders = {"humaneval": load_humaneval, "mbpp": lambda: load_mbpp(split="all")}
     return {p.task_id: p.prompt for p in loaders[task]()} if task in loaders else {}

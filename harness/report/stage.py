@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.eval.benchmarks import SHA256 as BENCHMARK_SHA256
+from harness.benchmarks import SHA256 as BENCHMARK_SHA256
 from harness.io import atomic_write_json, atomic_write_text, sha256_bytes
 from harness.report.collect import collect
 from harness.report.document import Document, to_html, to_markdown

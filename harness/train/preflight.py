@@ -164,7 +164,7 @@ def check_endpoint(base_url: str, api_key_env: str, models: list[str], what: str
 
 
 def check_judge(cfg: DictConfig) -> None:
-    from harness.eval.judge_rubric import load_rubric
+    from harness.judge.rubric import load_rubric
     from harness.paths import project_path
 
     j = cfg.judge
@@ -178,7 +178,7 @@ def check_eval_memory(cfg: DictConfig, model_config) -> None:
     """On a GPU, `eval.batch_size` sequences (times the samples per prompt) of
     `data.format.max_length` tokens (prompts are cut to leave room for the new tokens) must fit
     beside the weights."""
-    from harness.eval.engines import eval_device
+    from harness.eval.engines.pool import eval_device
     from harness.train import vram
 
     e = cfg.eval

@@ -3,9 +3,9 @@ program the tests run."""
 
 from __future__ import annotations
 
-from harness.eval.benchmarks import humaneval_rows, load_humaneval, load_mbpp
+from harness.benchmarks import humaneval_rows, load_humaneval, load_mbpp
 from harness.eval.chat_codegen import extract_code, humaneval_chat, mbpp_chat
-from harness.eval.sandbox import Sandbox
+from harness.sandbox.execute import Sandbox
 
 
 def test_the_reply_is_code_up_to_the_closing_fence():

@@ -7,12 +7,12 @@ import json
 
 import pytest
 
+from harness.benchmarks import load_humaneval, load_mbpp, postprocess
 from harness.errors import HarnessError
 from harness.eval import bigcode
-from harness.eval.benchmarks import load_humaneval, load_mbpp, postprocess
 from harness.eval.records import row
 from harness.eval.runner import score_generations
-from harness.eval.sandbox import Sandbox
+from harness.sandbox.execute import Sandbox
 
 
 def _rows(problems, outputs):

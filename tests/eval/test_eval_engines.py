@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 from conftest import make_adapter
 
+from harness.benchmarks import load_humaneval
 from harness.errors import HarnessError
-from harness.eval.benchmarks import load_humaneval
-from harness.eval.generate import Decoding, HFEngine
-from harness.eval.openai_engine import OpenAIEngine
+from harness.eval.engines.base import Decoding
+from harness.eval.engines.hf import HFEngine
+from harness.eval.engines.openai import OpenAIEngine
 from harness.models.load import load_model, load_tokenizer
 from harness.serve.app import ServerThread, create_app
 
@@ -73,7 +74,7 @@ def test_the_vllm_engine_serves_the_adapter_per_request(setup):
 
     if not torch.cuda.is_available():
         pytest.skip("vLLM needs a CUDA GPU")
-    from harness.eval.vllm_engine import VLLMEngine, load_llm
+    from harness.eval.engines.vllm import VLLMEngine, load_llm
 
     model_ref, adapter, _, prompts, stop = setup
     llm = load_llm(model_ref, max_lora_rank=8, seed=0)
@@ -87,7 +88,7 @@ def test_generation_goes_to_the_gpu_when_there_is_one_and_the_device_is_recorded
     import torch
     from omegaconf import OmegaConf
 
-    from harness.eval.engines import EnginePool, engine_settings, eval_device, placement
+    from harness.eval.engines.pool import EnginePool, engine_settings, eval_device, placement
 
     assert placement("cpu") == {}
     assert placement("cuda") == {"device_map": {"": "cuda:0"}}  # straight onto the GPU
@@ -132,7 +133,7 @@ def test_the_vllm_engine_takes_every_prompt_at_once(monkeypatch):
     for name, module in {"vllm": fake, "vllm.inputs": inputs, "vllm.lora": ModuleType("vllm.lora"),
                          "vllm.lora.request": lora}.items():
         monkeypatch.setitem(sys.modules, name, module)
-    from harness.eval.vllm_engine import VLLMEngine, load_llm
+    from harness.eval.engines.vllm import VLLMEngine, load_llm
 
     llm = load_llm("/models/base", max_lora_rank=16, seed=0, gpu_memory_utilization=0.8)
     assert "max_num_seqs" not in llm.kwargs and llm.kwargs["enable_lora"] is True

@@ -8,9 +8,9 @@ from omegaconf import OmegaConf
 
 from harness.errors import HarnessError
 from harness.eval.infill import TASKS, clean_middle, load_infill
-from harness.eval.sandbox import Sandbox
 from harness.format.fim import fim_prompt_ids, fim_tokens
 from harness.models.load import load_tokenizer
+from harness.sandbox.execute import Sandbox
 
 
 def test_holes_are_fixed_by_the_seed_and_cut_whole_lines():

@@ -10,13 +10,14 @@ from lm_eval import simple_evaluate
 from lm_eval.api.model import LM
 from lm_eval.tasks import TaskManager
 
+from harness.benchmarks import load_humaneval, load_mbpp
 from harness.eval import lmeval
-from harness.eval.benchmarks import load_humaneval, load_mbpp
-from harness.eval.generate import Decoding, HFEngine
+from harness.eval.engines.base import Decoding
+from harness.eval.engines.hf import HFEngine
 from harness.eval.runner import score_generations
-from harness.eval.sandbox import Sandbox
 from harness.io import sha256_text
 from harness.models.load import load_model, load_tokenizer
+from harness.sandbox.execute import Sandbox
 
 BROKEN = {"humaneval": "\n    return None\n", "mbpp": "def nothing():\n    return None\n"}
 

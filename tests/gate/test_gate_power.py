@@ -8,7 +8,7 @@ from conftest import make_cfg
 from omegaconf import OmegaConf
 from test_gate import write_eval
 
-from harness.eval.benchmarks import load_humaneval, load_mbpp
+from harness.benchmarks import load_humaneval, load_mbpp
 from harness.eval.stage import Plan, power_plan
 from harness.gate.power import half_width, min_detectable_effect
 from harness.gate.thresholds import freeze_thresholds

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import RepoBuilder, distinct_function, mine_repo
 
-from harness.eval.benchmarks import load_humaneval, load_mbpp
+from harness.benchmarks import load_humaneval, load_mbpp
 from harness.mine import dedup
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import make_cfg
 
-from harness.eval.benchmarks import load_humaneval, load_mbpp
+from harness.benchmarks import load_humaneval, load_mbpp
 from harness.eval.judging import summarize, summarize_pairwise
 from harness.eval.records import match_metrics, pass_metrics, row
 from harness.gate import stage as gate_stage

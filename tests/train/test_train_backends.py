@@ -44,7 +44,7 @@ try:
     error = None
 except Exception as e:  # only the import order matters here; CUDA is not really there
     error = type(e).__name__
-import harness.train.stage, harness.eval.stage, harness.eval.engines  # noqa: F401
+import harness.train.stage, harness.eval.stage, harness.eval.engines.pool  # noqa: F401
 unsloth = sys.modules.get("unsloth")
 print(json.dumps({{"unsloth": unsloth is not None, "error": error,
                   "before_unsloth": getattr(unsloth, "ALREADY_IMPORTED", None)}}))

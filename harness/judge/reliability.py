@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import random
 
-from harness.eval.judge import Judge, JudgeItem
-from harness.eval.judge_rubric import CORRUPTIONS
+from harness.judge.rubric import CORRUPTIONS
+from harness.judge.scoring import Judge, JudgeItem
 
 
 def corruptions(records: list[dict], seed: int) -> dict[str, dict[str, str]]:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from harness.errors import HarnessError
-from harness.eval.judge_client import JudgeClient, Stopped
-from harness.eval.judge_parse import Parsed, expected_score, parse
-from harness.eval.judge_rubric import (
+from harness.judge.client import JudgeClient, Stopped
+from harness.judge.parse import Parsed, expected_score, parse
+from harness.judge.rubric import (
     KINDS,
     OUTPUT_MODES,
     Criterion,

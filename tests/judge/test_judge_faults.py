@@ -11,9 +11,9 @@ import pytest
 from judge_fake_server import FakeJudge, fenced, json_judge
 
 from harness.errors import HarnessError
-from harness.eval.judge import Judge, JudgeItem, load_rubric
-from harness.eval.judge_client import JudgeClient
 from harness.eval.judging import summarize
+from harness.judge.client import JudgeClient
+from harness.judge.scoring import Judge, JudgeItem, load_rubric
 
 RUBRIC = load_rubric(Path(__file__).resolve().parents[2] / "judges" / "code_change.yaml")
 ONE = dataclasses.replace(RUBRIC, criteria=RUBRIC.criteria[:1])  # one call per item

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.eval.sandbox import ERROR_CHARS, IS_ROOT, Sandbox
+from harness.sandbox.execute import ERROR_CHARS, IS_ROOT, Sandbox
 
 TAG = f"harness-hostile-{os.getpid()}-{time.time_ns() % 10**9}"
 CONTENT = f"planted host content {TAG}"  # not secret-shaped: only the filesystem view hides it

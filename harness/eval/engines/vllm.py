@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from harness.errors import HarnessError
-from harness.eval.generate import GREEDY, Decoding, Generated, truncate_at_stop
+from harness.eval.engines.base import GREEDY, Decoding, Generated, truncate_at_stop
 
 
 def load_llm(model_ref: str, max_lora_rank: int, seed: int, **kwargs):

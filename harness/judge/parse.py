@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from harness.eval.judge_rubric import KINDS
+from harness.judge.rubric import KINDS
 
 _DIGIT = re.compile(r"(?<![0-9])([1-5])(?![0-9])")  # "4", "Score: 4/5"; not the 1 of "10"
 _LABEL = re.compile(r"\W*(?:response\s+)?(A|B|tie)\W*", re.IGNORECASE)

@@ -22,7 +22,7 @@ SCORES = ("1", "2", "3", "4", "5")
 LABELS = ("A", "B", "tie")
 KINDS = {"absolute": ("score", SCORES), "pairwise": ("winner", LABELS)}  # kind -> (key, values)
 # Ways to spoil a real change that the judge's reliability is measured with
-# (harness/eval/judge_reliability.py); a criterion's `known_worse` lists those it must rank lower.
+# (harness/judge/reliability.py); a criterion's `known_worse` lists those it must rank lower.
 CORRUPTIONS = ("shuffled", "other_change", "truncated", "ignored")
 _MARKER = re.compile(r"<<<[^<>\n]{0,80}>>>")  # any <<<...>>>, whatever its case or spacing
 

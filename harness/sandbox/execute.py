@@ -4,7 +4,7 @@ Each program runs in a fresh dir (its cwd, HOME and TMPDIR), in its own session,
 rlimits (address space, CPU, file size, processes, no core dumps), with a scrubbed environment
 (no API keys) and a wall-clock timeout that SIGKILLs its whole process group; whatever it left
 running is killed before the next sample. Programs are forked from a per-worker fork server
-that starts once inside the isolation (``harness/eval/forkserver.py``: no interpreter start
+that starts once inside the isolation (``harness/sandbox/forkserver.py``: no interpreter start
 per sample). As root the program runs as uid 65534 (nobody), because RLIMIT_NPROC is not
 enforced for root. The network is cut by the strongest mechanism that works here, detected
 once per process (``Sandbox.mode``):
@@ -29,7 +29,7 @@ those that are missing, e.g. no process-count limit for root.
 
 A sample passes only if the exit code is 0 AND the fork server saw the program's code run to
 its end (an end-of-tests handshake with a token drawn only after the tests completed; see
-``harness/eval/forkserver.py`` for how, and for what stays out of reach in-process): an early
+``harness/sandbox/forkserver.py`` for how, and for what stays out of reach in-process): an early
 ``sys.exit(0)`` or ``os._exit(0)``, a marker read from the source or from memory, or a thread or
 atexit handler firing after a failed test never passes.
 
@@ -64,10 +64,10 @@ from typing import TYPE_CHECKING
 from tqdm import tqdm
 
 from harness.errors import HarnessError
-from harness.eval.forkserver import SERVER, ForkServer, ServerError
+from harness.sandbox.forkserver import SERVER, ForkServer, ServerError
 
 if TYPE_CHECKING:
-    from harness.eval.benchmarks import Problem
+    from harness.benchmarks import Problem
 
 MODES = ("bwrap", "unshare", "rlimits")
 USERS = ("nobody", "self")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 
-BENCHMARK_DIR = Path(__file__).resolve().parents[2] / "datasets" / "benchmarks"
+BENCHMARK_DIR = Path(__file__).resolve().parents[1] / "datasets" / "benchmarks"
 
 # sha256 of the files as shipped (see datasets/benchmarks/README.md); checked on every load so a
 # truncated or edited copy can never silently change the scores.

@@ -10,10 +10,10 @@ import yaml
 from conftest import make_cfg
 from judge_fake_server import FakeJudge, position_biased_judge, random_judge, reliable_judge
 
-from harness.eval.judge_reliability import corruptions
 from harness.eval.judging import run_judge
 from harness.gate.thresholds import freeze_thresholds
 from harness.io import atomic_write_json, read_json, read_jsonl
+from harness.judge.reliability import corruptions
 from harness.stages import run_stage
 
 RUBRIC = Path(__file__).resolve().parents[2] / "judges" / "code_change.yaml"

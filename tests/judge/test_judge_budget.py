@@ -73,8 +73,8 @@ def test_bad_judge_settings_are_refused_before_any_call(tmp_path, override, mess
 
 def test_identical_prompts_in_flight_together_are_paid_once():
     """45 judgements of 30 distinct prompts, all in flight at once: 30 calls, not 45."""
-    from harness.eval.judge import Judge, JudgeItem, load_rubric
-    from harness.eval.judge_client import JudgeClient
+    from harness.judge.client import JudgeClient
+    from harness.judge.scoring import Judge, JudgeItem, load_rubric
 
     distinct = [JudgeItem(f"i{n}", f"Change {n}", f"answer {n}") for n in range(30)]
     copies = [JudgeItem(f"copy{n}", i.instruction, i.response) for n, i in enumerate(distinct[:15])]
@@ -106,8 +106,8 @@ def test_the_budget_message_counts_what_the_calls_in_flight_spent(tmp_path):
 def test_a_budget_stop_reaches_the_requests_waiting_on_a_shared_call():
     """Copies of a prompt wait on its one call; when the budget stops the run, a copy whose
     call never started stops too, and one whose call was answered gets that answer."""
-    from harness.eval.judge import Judge, JudgeItem, load_rubric
-    from harness.eval.judge_client import JudgeClient, Ledger
+    from harness.judge.client import JudgeClient, Ledger
+    from harness.judge.scoring import Judge, JudgeItem, load_rubric
 
     items = [JudgeItem(f"{copy}{n}", f"Change {n}", f"answer {n}") for copy in "ab" for n in range(4)]
     rubric = load_rubric(RUBRIC)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import make_cfg
 
-from harness.eval import benchmarks
+from harness import benchmarks
 from harness.io import atomic_write_json
 from harness.stages import fingerprint
 
@@ -105,4 +105,4 @@ def test_the_sandbox_code_is_part_of_the_eval_inputs(tmp_path):
     from harness.eval.stage import fingerprint_inputs
 
     code = fingerprint_inputs(make_cfg(tmp_path / "run"))["sandbox"]["code"]
-    assert set(code) == {"sandbox.py", "forkserver.py"} and all(len(h) == 64 for h in code.values())
+    assert set(code) == {"execute.py", "forkserver.py"} and all(len(h) == 64 for h in code.values())

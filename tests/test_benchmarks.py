@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
+from harness import benchmarks
+from harness.benchmarks import load_humaneval, load_mbpp, postprocess
 from harness.errors import HarnessError
-from harness.eval import benchmarks
-from harness.eval.benchmarks import load_humaneval, load_mbpp, postprocess
 
 
 def test_humaneval_has_164_problems_with_stripped_prompts():

@@ -23,7 +23,8 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
-from harness.eval.generate import Engine, HFEngine
+from harness.eval.engines.base import Engine
+from harness.eval.engines.hf import HFEngine
 from harness.models.load import load_model
 
 log = logging.getLogger(__name__)
@@ -105,13 +106,13 @@ class EnginePool(contextlib.AbstractContextManager):
             log.info("eval: %s model on %s, batch size %d", label, model.device, e.batch_size)
             return HFEngine(model, self.tokenizer, e.batch_size, e.max_new_tokens)
         if e.engine == "vllm":
-            from harness.eval.vllm_engine import VLLMEngine, load_llm
+            from harness.eval.engines.vllm import VLLMEngine, load_llm
 
             if self._llm is None:
                 self._llm = load_llm(self.model_ref, e.vllm.max_lora_rank, e.seed,
                                      **OmegaConf.to_container(e.vllm.llm_kwargs or {}))
             return VLLMEngine(self._llm, adapter, e.max_new_tokens)
-        from harness.eval.openai_engine import OpenAIEngine
+        from harness.eval.engines.openai import OpenAIEngine
 
         o = e.openai
         return OpenAIEngine(self._endpoint(), o.models[label], self.tokenizer,

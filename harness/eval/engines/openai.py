@@ -20,7 +20,7 @@ import openai
 from tqdm import tqdm
 
 from harness.errors import HarnessError
-from harness.eval.generate import GREEDY, Decoding, Generated, truncate_at_stop
+from harness.eval.engines.base import GREEDY, Decoding, Generated, truncate_at_stop
 
 
 class OpenAIEngine:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.eval.sandbox import IS_ROOT, Sandbox, _hidden, _installs, known_bad_programs
+from harness.sandbox.execute import IS_ROOT, Sandbox, _hidden, _installs, known_bad_programs
 
 PRIVATE_PYTHON = IS_ROOT and bool(_hidden(_installs()))  # e.g. pyenv under /root (0700)
 
@@ -32,7 +32,7 @@ def _has(tool: str) -> bool:
 
 
 def test_each_mode_runs_our_interpreter_and_says_what_it_lacks(box):
-    from harness.eval.sandbox import _interpreter_probe
+    from harness.sandbox.execute import _interpreter_probe
 
     assert box.run(_interpreter_probe()).passed
     d = box.describe()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.eval.benchmarks import load_humaneval, load_mbpp
+from harness.benchmarks import load_humaneval, load_mbpp
 from harness.eval.metrics import pass_at_k
-from harness.eval.sandbox import ExecResult, Sandbox
+from harness.sandbox.execute import ExecResult, Sandbox
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from harness.errors import HarnessError
-from harness.eval.judge import Judge, JudgeItem, load_rubric
-from harness.eval.judge_client import JudgeClient
 from harness.eval.judging import summarize, summarize_pairwise
+from harness.judge.client import JudgeClient
+from harness.judge.scoring import Judge, JudgeItem, load_rubric
 from harness.serve.app import ServerThread, create_app
 
 RUBRIC = Path(__file__).resolve().parents[2] / "judges" / "code_change.yaml"
