@@ -279,6 +279,9 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
     if whole := best(request, files):
         return [scrubbed(whole)], "whole"
     parts: list[Pair] = []
+    # a freed part's id() would be reused by the next one, which would then be shown the
+    # freed one's cached view (output that depended on the batch a commit was mined in)
+    subs: list[FileDiff] = []
     # the code first, then its tests, then the rest (docs, config): `max_parts` cuts the last;
     # a changelog or AUTHORS entry alone does not follow from the message: not a part
     substantive = [f for f in files if not path_skipped(f.path, BOOKKEEPING)] or files
@@ -297,6 +300,7 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
         while todo and len(parts) < max_parts:
             r = todo.pop(0)
             sub = FileDiff(f.old_path, f.new_path, _region_diff(r), *_counts(r), f.old_blob, f.before)
+            subs.append(sub)  # alive until the end: `views` and `old` are keyed by id()
             old[id(sub)] = old[id(f)]
             where = f"lines {r.lo}-{r.hi} of `{f.old_path}`"
             if p := best(f"{request}\n\nMake the part of this change that belongs in {where}.", [sub]):

@@ -108,3 +108,25 @@ def test_enclosing_finds_the_innermost_def_with_its_decorators():
     assert enclosing(lines, 4, 4) == (3, 12)     # a class attribute: the class
     assert enclosing(lines, 9, 11) == (3, 12)    # across two methods: the class holding both
     assert enclosing(lines, 14, 14) is None      # module level: a window instead
+
+
+
+def test_each_region_of_a_split_file_shows_its_own_code():
+    """Edits far apart in one file, each fitting the budget alone with a narrower window:
+    every part's prompt shows the code around its own edit (parts were once shown another
+    part's code when a freed part's id() was reused: output depended on the batch)."""
+    from harness.mine.pairs import HEADER, pairs
+    from harness.mine.records import FileDiff
+
+    old = [f"entry_{i} = {i}" for i in range(1, 3001)]
+    at = list(range(50, 3000, 100))
+    diff = "".join(f"@@ -{n},1 +{n},1 @@\n-{old[n - 1]}\n+entry_{n} = {n} * 2\n" for n in at)
+    f = FileDiff("data/table.txt", "data/table.txt", diff, len(at), len(at), "b" * 40,
+                 lambda: "\n".join(old) + "\n")
+    # 30 lines each side do not fit 640 characters; 8 do
+    made, cut = pairs("Double the table", [f], 640, 30, "search_replace", lambda t, _: t, len(at))
+    assert cut == "split" and len(made) == len(at)
+    for p, n in zip(made, at, strict=True):
+        assert p.request.endswith(f"belongs in lines {n - 30}-{n + 30} of `data/table.txt`.")
+        assert p.context.startswith(f"{HEADER}--- data/table.txt (lines {n - 8}-{n + 8})\n")
+        assert f"entry_{n} = {n} * 2" in p.response
