@@ -6,7 +6,7 @@ import pytest
 from conftest import RepoBuilder, distinct_function, make_cfg, mine_repo
 
 from harness.io import read_json
-from harness.mine import stage
+from harness.mine import schedule
 from harness.stages import run_stage
 
 
@@ -42,7 +42,7 @@ def test_only_settings_that_shape_a_commit_invalidate_it(tmp_path, repo):
 
 
 def test_a_crash_keeps_the_finished_batches(tmp_path, repo, monkeypatch):
-    real, calls = stage.mine_chunk, []
+    real, calls = schedule.mine_chunk, []
 
     def flaky(repo_path, shas, o, **kwargs):
         calls.append(len(shas))
@@ -50,10 +50,10 @@ def test_a_crash_keeps_the_finished_batches(tmp_path, repo, monkeypatch):
             raise RuntimeError("power cut")
         return real(repo_path, shas, o, **kwargs)
 
-    monkeypatch.setattr(stage, "mine_chunk", flaky)
+    monkeypatch.setattr(schedule, "mine_chunk", flaky)
     with pytest.raises(RuntimeError, match="power cut"):
         mine(tmp_path, repo, "a", "data.mine.chunk_size=4", "data.mine.workers=1")
-    monkeypatch.setattr(stage, "mine_chunk", real)
+    monkeypatch.setattr(schedule, "mine_chunk", real)
     assert calls == [4, 3, 3]  # 10 commits in even batches of at most 4, the newest first
     assert mine(tmp_path, repo, "b", "data.mine.chunk_size=4")["cache"] == {
         "commits_reused": 7, "commits_mined": 3}

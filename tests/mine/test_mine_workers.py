@@ -14,8 +14,8 @@ from pathlib import Path
 # killer) would.
 PARENT = """
 import os, sys, time
-from harness.mine.stage import _Workers
-with _Workers({"workers": 2}) as workers:
+from harness.mine.schedule import Workers
+with Workers({"workers": 2}) as workers:
     jobs = [workers.pool.submit(time.sleep, 120) for _ in range(2)]
     while len(workers.pool._processes) < 2:
         time.sleep(0.05)
