@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from harness.pipeline import STAGES
+
 USAGE = """usage: harness <command> [key=value ...] [-m]
 
 pipeline (each stage runs its missing inputs first; up-to-date stages are skipped):
@@ -44,7 +46,7 @@ Stages of one run share runs/<run_name>/: chain them with the same run_name=...
 Examples: harness run experiment=smoke ; harness train run_name=r1 train.lr=1e-4"""
 
 EXIT_ERROR = 2
-STAGE_COMMANDS = ("mine", "format", "train", "eval", "gate", "report", "run")
+STAGE_COMMANDS = (*STAGES, "run")
 # command -> "module:function"; the function takes the composed config and returns what to print
 TOOLS = {
     "promote": "harness.registry.commands:promote",
@@ -121,7 +123,7 @@ def _dispatch(command: str, cfg) -> int:
         if result is not None:
             print(result if isinstance(result, str) else json.dumps(result, indent=2, default=str))
         return 0
-    from harness.stages import STAGES, run_stage
+    from harness.stages import run_stage
 
     if command == "report" and cfg.report.get("sweep"):
         from harness.report.sweep import sweep_report

@@ -6,8 +6,9 @@ of everything the output depends on (its config sections and the upstream finger
 A rerun with the same fingerprint skips the stage; a crashed stage leaves its `.partial`
 directory, which the next attempt reuses (training resumes from its checkpoints there).
 
-Keys that only steer how a stage runs (`OPERATIONAL`) are in no fingerprint. Keys that say how
-far it runs (`EXTENDS`: a positive train.max_steps) are in the fingerprint but not in the
+What each stage runs after, depends on and runs is declared in harness/pipeline.py. Keys that
+only steer how a stage runs (its `operational` keys) are in no fingerprint. Keys that say how
+far it runs (its `extends` keys: a positive train.max_steps) are in the fingerprint but not in the
 *resume key*: work done under the same resume key is continued, not redone, so raising
 train.max_steps trains on from the last checkpoint of a finished or interrupted run. A change
 of any other key makes the old `.partial` unusable: it is set aside as `<stage>.superseded/`
@@ -15,14 +16,13 @@ of any other key makes the old `.partial` unusable: it is set aside as `<stage>.
 changing the keys back resumes it.
 
 A stage whose upstream has not run in this run dir runs it first, so every command (and every
-job of a Hydra multirun) is complete on its own. Deterministic stages (`CACHED`) are also kept
+job of a Hydra multirun) is complete on its own. Deterministic stages (`cached`) are also kept
 in `<cache_dir>/stages/<stage>/<fingerprint>/` and restored from there by any later run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
 import shutil
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness import rundir
 from harness.config_check import check_config
 from harness.errors import HarnessError
 from harness.io import (
@@ -43,45 +44,31 @@ from harness.io import (
     read_json,
     stable_hash,
 )
+from harness.pipeline import BY_NAME, Code, Stage
+from harness.rundir import (
+    is_finished,
+    partial_dir,
+    publish,
+    read_stage,
+    superseded_dir,
+    write_stage,
+)
 
 log = logging.getLogger(__name__)
 
-STAGES = ("mine", "format", "train", "eval", "gate", "report")
-UPSTREAM = {"format": "mine", "train": "format", "eval": "train", "gate": "eval", "report": "gate"}
-# Config sections each stage's output depends on.
-# Keys that only steer how a stage runs (not what it produces) stay out of its fingerprint,
-# so raising a judge budget or concurrency does not throw away finished model outputs.
-OPERATIONAL = {"data.mine": ("workers", "chunk_size", "cache"),
-               "judge": ("budget_usd", "max_concurrency", "timeout_s", "max_retries",
-                         "price_per_1k_prompt_tokens", "price_per_1k_completion_tokens"),
-               # how often training logs and saves, where it reports, how big eval batches are:
-               # none of it changes the trained weights (a test checks the adapter bytes)
-               "train": ("logging_steps", "save_steps", "save_total_limit", "report_to",
-                         "eval_batch_size", "memory")}
-# Keys that only say how far a stage runs: in its fingerprint, but only whether they are set
-# (> 0) in its resume key. train.max_steps=-1 (train for train.epochs) is not extensible: the
-# step count the checkpoints belong to is not known before the data is loaded.
-EXTENDS = {"train": ("max_steps",)}
-SECTIONS = {
-    "mine": ["data.repo", "data.rev", "data.mine"],
-    "format": ["data.format", "model"],
-    "train": ["train", "model"],
-    "eval": ["eval", "judge", "model"],
-    "gate": ["gate"],
-    "report": ["report_dir", "report"],
-}
-MODULES = {name: f"harness.{name}.stage" for name in STAGES}
-CACHED = frozenset({"mine", "format"})
+# What each stage runs after (harness/train/preflight.py walks it to know what will run).
+UPSTREAM = {s.name: s.upstream for s in BY_NAME.values() if s.upstream}
 
 
 def stage_dir(cfg: DictConfig, name: str) -> Path:
-    return Path(cfg.run_dir) / name
+    """`<run_dir>/<name>/` of this config's run."""
+    return rundir.stage_dir(cfg.run_dir, name)
 
 
 def require_output(cfg: DictConfig, name: str) -> Path:
     """The finished output directory of an upstream stage, or a clear error."""
     path = stage_dir(cfg, name)
-    if not (path / "stage.json").exists():
+    if not is_finished(path):
         raise HarnessError(
             f"no finished '{name}' stage in {cfg.run_dir}. Fix: run `harness {name} "
             f"run_name={cfg.run_name}` first, or `harness run` to chain every stage."
@@ -89,21 +76,22 @@ def require_output(cfg: DictConfig, name: str) -> Path:
     return path
 
 
-def fingerprint_parts(cfg: DictConfig, name: str) -> dict:
+def fingerprint_parts(cfg: DictConfig, name: str, code: Code | None = None) -> dict:
     """Everything stage `name`'s output depends on: its config sections less the operational
-    keys, its module's own inputs, and the upstream fingerprint."""
+    keys, its code's own inputs, and the upstream fingerprint."""
+    stage = BY_NAME[name]
+    code = code or stage.load()
     parts: dict = {"stage": name}
-    for key in SECTIONS[name]:
+    for key in stage.sections:
         value = OmegaConf.select(cfg, key)
         value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
         if isinstance(value, dict):
-            value = {k: v for k, v in value.items() if k not in OPERATIONAL.get(key, ())}
+            value = {k: v for k, v in value.items() if k not in stage.operational.get(key, ())}
         parts[key] = value
-    module = importlib.import_module(MODULES[name])
-    if hasattr(module, "fingerprint_inputs"):
-        parts["inputs"] = module.fingerprint_inputs(cfg)
-    if name in UPSTREAM:
-        parts["upstream"] = read_json(require_output(cfg, UPSTREAM[name]) / "stage.json")["fingerprint"]
+    if code.fingerprint_inputs is not None:
+        parts["inputs"] = code.fingerprint_inputs(cfg)
+    if stage.upstream:
+        parts["upstream"] = read_stage(require_output(cfg, stage.upstream))["fingerprint"]
     return parts
 
 
@@ -113,11 +101,12 @@ def fingerprint(cfg: DictConfig, name: str) -> str:
 
 def resume_key(parts: dict, name: str) -> str:
     """The fingerprint with the positive values of the keys that say how far the stage runs
-    (`EXTENDS`) left out: work under the same key can be continued."""
-    section = SECTIONS[name][0]
+    (the stage's `extends`) left out: work under the same key can be continued."""
+    stage = BY_NAME[name]
+    section = stage.sections[0]
     trimmed = {**parts}
     if isinstance(parts.get(section), dict):
-        trimmed[section] = {k: "set" if k in EXTENDS.get(name, ()) and isinstance(v, int) and v > 0
+        trimmed[section] = {k: "set" if k in stage.extends and isinstance(v, int) and v > 0
                             else v for k, v in parts[section].items()}
     return stable_hash(trimmed)
 
@@ -147,80 +136,80 @@ def _marker(path: Path) -> dict | None:
     return marker if isinstance(marker, dict) and "resume" in marker else None
 
 
-def _publish(partial: Path, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    partial.rename(out)
-
-
 def run_stage(cfg: DictConfig, name: str, force: bool = False) -> dict:
     """Run stage `name` unless an identical finished output exists; return its summary."""
     check_config(cfg)  # every setting's type and range, before any work (and upstream's)
-    upstream = UPSTREAM.get(name)
-    if upstream and not (stage_dir(cfg, upstream) / "stage.json").exists():
-        log.info("%s: needs '%s', which has not run in %s; running it first", name, upstream,
-                 cfg.run_dir)
-        run_stage(cfg, upstream)
+    stage = BY_NAME[name]
+    if stage.upstream and not is_finished(stage_dir(cfg, stage.upstream)):
+        log.info("%s: needs '%s', which has not run in %s; running it first", name,
+                 stage.upstream, cfg.run_dir)
+        run_stage(cfg, stage.upstream)
     out = stage_dir(cfg, name)
-    parts = fingerprint_parts(cfg, name)
+    code = stage.load()
+    parts = fingerprint_parts(cfg, name, code)
     fp, resume = stable_hash(parts), resume_key(parts, name)
-    done = out / "stage.json"
-    if not force and done.exists() and read_json(done)["fingerprint"] == fp:
+    if not force and is_finished(out) and read_stage(out)["fingerprint"] == fp:
         log.info("%s: up to date, skipped (%s)", name, out)
-        return read_json(done)["summary"]
-    partial = out.with_name(name + ".partial")
+        return read_stage(out)["summary"]
+    partial = partial_dir(out)
     cached = Path(cfg.cache_dir).expanduser() / "stages" / name / fp
-    if name in CACHED and not force and (cached / "stage.json").exists():
+    if stage.cached and not force and is_finished(cached):
         if partial.exists():
             shutil.rmtree(partial)
         shutil.copytree(cached, partial, copy_function=link_or_copy)
-        _publish(partial, out)
+        publish(partial, out)
         log.info("%s: restored from the stage cache (%s) → %s", name, cached, out)
-        return read_json(done)["summary"]
-    module = importlib.import_module(MODULES[name])
-    superseded = _prepare_partial(cfg, module, name, partial, out, parts, resume)
+        return read_stage(out)["summary"]
+    superseded = _prepare_partial(cfg, stage, code, partial, out, parts, resume)
     marker = partial / ".fingerprint"
     atomic_write_json(marker, {"fingerprint": fp, "resume": resume, "parts": parts})
     log.info("%s: running → %s", name, out)
     t0 = time.time()
     try:
-        summary = module.run(cfg, partial)
+        summary = code.run(cfg, partial)
     except HarnessError:
         raise
     except Exception as e:
-        needed = module.space_needed(partial) if hasattr(module, "space_needed") else None
+        needed = code.space_needed(partial) if code.space_needed is not None else None
         if _out_of_space(e, partial, needed):
             raise disk_full_error(partial, needed, at_least=True) from e
         raise
     if int(os.environ.get("RANK", "0")) != 0:  # torchrun / accelerate: rank 0 publishes
         return summary
-    atomic_write_json(partial / "stage.json", {"stage": name, "fingerprint": fp, "resume": resume,
-                                               "seconds": round(time.time() - t0, 2),
-                                               "summary": summary})
     marker.unlink()
-    _publish(partial, out)
+    finish(partial, name, fp, summary, seconds=round(time.time() - t0, 2), resume=resume)
     if superseded.exists():
         shutil.rmtree(superseded)
         log.info("%s: removed %s (the earlier config's work; the new run is published)", name,
                  superseded)
-    if name in CACHED:
+    if stage.cached:
         _store(out, cached)
     log.info("%s: done in %.1fs → %s", name, time.time() - t0, out)
     return summary
 
 
-def _prepare_partial(cfg: DictConfig, module, name: str, partial: Path, out: Path, parts: dict,
-                     resume: str) -> Path:
+def finish(partial: Path, name: str, fingerprint: str, summary: dict, *, seconds: float,
+           resume: str | None = None) -> Path:
+    """Record the complete output in `partial` as a finished `name` stage and publish it as
+    `<run_dir>/<name>/`: the one way a stage output comes into being, whether the stage
+    runner built it or another command did (`harness merge-adapters` writes a train output)."""
+    write_stage(partial, name, fingerprint, summary, seconds=seconds, resume=resume)
+    return publish(partial, partial.with_name(name))
+
+
+def _prepare_partial(cfg: DictConfig, stage: Stage, code: Code, partial: Path, out: Path,
+                     parts: dict, resume: str) -> Path:
     """Make `partial` ready to (re)start under resume key `resume`; returns the superseded dir.
 
     Work started under another resume key is set aside (never deleted before the new run is
     published); work set aside earlier under this key is taken back. A finished output under
-    this key (only train.max_steps/epochs changed) seeds the partial via the module's `adopt`.
+    this key (only train.max_steps/epochs changed) seeds the partial via the code's `adopt`.
     """
-    superseded = out.with_name(name + ".superseded")
+    name = stage.name
+    superseded = superseded_dir(out)
     current = _marker(partial) if partial.exists() else None
     if partial.exists() and (current is None or current["resume"] != resume
-                             or not _resumable(module, cfg, partial)):
+                             or not _resumable(code, cfg, partial)):
         if superseded.exists() and (_marker(superseded) or {}).get("resume") == resume:
             partial.rename(superseded.with_name(superseded.name + ".tmp"))  # swap the two
             superseded.rename(partial)
@@ -238,10 +227,11 @@ def _prepare_partial(cfg: DictConfig, module, name: str, partial: Path, out: Pat
                     name, partial, "; ".join(why[:8]) or "its progress", superseded)
     if not partial.exists():
         partial.mkdir(parents=True)
-        finished = read_json(out / "stage.json") if (out / "stage.json").exists() else {}
-        if finished.get("resume") == resume and hasattr(module, "adopt") and module.adopt(cfg, out, partial):
+        finished = read_stage(out) if is_finished(out) else {}
+        if finished.get("resume") == resume and code.adopt is not None \
+                and code.adopt(cfg, out, partial):
             log.info("%s: continuing the finished run in %s (only %s changed)", name, out,
-                     ", ".join(f"{SECTIONS[name][0]}.{k}" for k in EXTENDS.get(name, ())))
+                     ", ".join(f"{stage.sections[0]}.{k}" for k in stage.extends))
     return superseded
 
 
@@ -254,8 +244,8 @@ def _out_of_space(exc: Exception, partial: Path, needed: int | None) -> bool:
     return isinstance(exc, OSError | RuntimeError) and free_bytes(partial) < max(needed or 0, 1 << 20)
 
 
-def _resumable(module, cfg: DictConfig, partial: Path) -> bool:
-    return module.resumable(cfg, partial) if hasattr(module, "resumable") else True
+def _resumable(code: Code, cfg: DictConfig, partial: Path) -> bool:
+    return code.resumable(cfg, partial) if code.resumable is not None else True
 
 
 def _store(out: Path, cached: Path) -> None:

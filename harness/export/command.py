@@ -30,6 +30,16 @@ from harness.export.gguf_file import write_gguf
 from harness.export.modelfile import CHECK_CONVERSATIONS, chat_pieces, go_template, modelfile
 from harness.export.vocab import read_vocab
 from harness.io import atomic_write_json, atomic_write_text, read_json, sha256_file, stable_hash
+from harness.rundir import (
+    ADAPTER,
+    EXPORT,
+    MANIFEST,
+    MERGE_JSON,
+    MERGED,
+    partial_dir,
+    publish,
+    stage_dir,
+)
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -39,7 +49,7 @@ def files_sha256(root: Path) -> dict[str, str]:
     """sha256 of every file under `root` except the manifest, by relative path."""
     from harness.registry.store import file_hashes
 
-    return {k: v for k, v in file_hashes(root).items() if k != "manifest.json"}
+    return {k: v for k, v in file_hashes(root).items() if k != MANIFEST}
 
 
 def check_files(root: Path, manifest: dict) -> None:
@@ -85,8 +95,8 @@ def _adapter_to_export(cfg: DictConfig) -> dict:
     from harness.stages import require_output
 
     train = require_output(cfg, "train")
-    manifest = read_json(train / "manifest.json")
-    return {"base_model": manifest["base_model"], "adapter": str(train / "adapter"),
+    manifest = read_json(train / MANIFEST)
+    return {"base_model": manifest["base_model"], "adapter": str(train / ADAPTER),
             "adapter_sha256": manifest["adapter_sha256"], "run": cfg.run_name,
             "end_of_turn": (manifest.get("chat_template") or {}).get("end_of_turn")}
 
@@ -98,7 +108,7 @@ def merged_model(cfg: DictConfig, work: Path) -> tuple[Path, dict]:
     from harness.train.merge import _stop_at_end_of_turn
 
     source = _adapter_to_export(cfg)
-    done = Path(cfg.run_dir) / "merged" / "merge.json"
+    done = stage_dir(cfg.run_dir, MERGED) / MERGE_JSON
     if (cfg.export.source == "run" and done.exists()
             and read_json(done)["adapter_sha256"] == source["adapter_sha256"]):
         return done.parent, source
@@ -182,16 +192,16 @@ def run_export(cfg: DictConfig) -> dict:
     types = quant.check_types(list(e.types))
     if e.ollama.type not in types:
         raise HarnessError(f"export.ollama.type={e.ollama.type} is not among export.types={types}.")
-    out = Path(cfg.run_dir) / "export"
-    work = out.with_name("export.partial")
+    out = stage_dir(cfg.run_dir, EXPORT)
+    work = partial_dir(out)
     timings: dict[str, float] = {}
     settings = OmegaConf.to_container(e, resolve=True)
     source = _adapter_to_export(cfg)
     key = stable_hash({"source": source, "settings": settings, "version": FORMAT_VERSION,
                        "model": OmegaConf.to_container(cfg.model, resolve=True)})
-    if (out / "manifest.json").exists() and read_json(out / "manifest.json").get("key") == key:
+    if (out / MANIFEST).exists() and read_json(out / MANIFEST).get("key") == key:
         log.info("export up to date: %s", out.resolve())
-        return read_json(out / "manifest.json")
+        return read_json(out / MANIFEST)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     merged_dir, source = merged_model(cfg, work)
@@ -269,12 +279,11 @@ def run_export(cfg: DictConfig) -> dict:
         "gguf": written, "ollama": ollama, "vllm": {"path": "merged", "command": command},
         "mini_eval": mini, "settings": settings, "seconds": timings,
         "versions": _versions(), "files_sha256": files_sha256(work)}
-    atomic_write_json(work / "manifest.json", manifest)
-    shutil.rmtree(out, ignore_errors=True)
-    work.rename(out)
+    atomic_write_json(work / MANIFEST, manifest)
+    publish(work, out)
     failed = [t for t in types if results[t]["status"] != "pass"]
     if failed:
-        log.warning("exports outside their tolerance or failing: %s (see %s)", failed, out / "manifest.json")
+        log.warning("exports outside their tolerance or failing: %s (see %s)", failed, out / MANIFEST)
     log.info("export → %s", out.resolve())
     return manifest
 
@@ -335,7 +344,7 @@ def _versions() -> dict:
 def export(cfg: DictConfig) -> dict:
     """`harness export run_name=R`: the summary printed (paths and the verdict per file)."""
     manifest = run_export(cfg)
-    out = Path(cfg.run_dir) / "export"
+    out = stage_dir(cfg.run_dir, EXPORT)
     return {"export": str(out.resolve()), "files": {
         t: {"file": str(out / "gguf" / g["file"]), "status": g["verification"]["status"],
             "top1_agreement": g["verification"]["vs_merged"]["top1_agreement"],

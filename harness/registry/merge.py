@@ -1,8 +1,8 @@
 """`harness merge-adapters`: combine LoRA adapters trained on one base into a new adapter with
 PEFT's `add_weighted_adapter` (linear, TIES, DARE, magnitude pruning, concatenation, SVD).
 
-The result is written as the train output of the run `run_name` (`train/adapter/`,
-`manifest.json`, `stage.json`), with the mined and formatted data of `registry.merge.data_from`
+The result is published as the train output of the run `run_name` (`train/adapter/`,
+`manifest.json`) the way the stage runner publishes one (harness/stages.py `finish`), with the mined and formatted data of `registry.merge.data_from`
 linked in as its `mine/` and `format/`. So the merged adapter is a candidate like any other:
 `harness eval`, `gate`, `report` and `promote` with that run_name take it unchanged (and, as
 for any run, stages that already ran are not redone; `harness run` would retrain instead).
@@ -20,6 +20,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, read_json, respect_umask, sha256_tree, stable_hash
+from harness.rundir import (
+    ADAPTER,
+    DATASET_CARD,
+    MANIFEST,
+    is_finished,
+    partial_dir,
+    read_stage,
+    stage_dir,
+)
+from harness.stages import finish
 
 log = logging.getLogger(__name__)
 # PEFT's combination types; those using `density` prune each adapter before combining.
@@ -31,12 +41,12 @@ TOKENIZER_FILES = ("tokenizer", "special_tokens", "vocab", "merges", "chat_templ
 def _source(ref: str, runs_root: Path) -> dict:
     """A source adapter: a run (its train/adapter and manifest) or a bare adapter dir."""
     for path in (Path(ref).expanduser(), runs_root / ref):
-        train = path / "train"
-        if (train / "adapter" / "adapter_config.json").exists():
-            return {"ref": ref, "run": path.resolve(), "adapter": (train / "adapter").resolve(),
-                    "manifest": read_json(train / "manifest.json")}
+        train = stage_dir(path, "train")
+        if (train / ADAPTER / "adapter_config.json").exists():
+            return {"ref": ref, "run": path.resolve(), "adapter": (train / ADAPTER).resolve(),
+                    "manifest": read_json(train / MANIFEST)}
         if (path / "adapter_config.json").exists():
-            manifest = path.parent / "manifest.json"
+            manifest = path.parent / MANIFEST
             return {"ref": ref, "run": None, "adapter": path.resolve(),
                     "manifest": read_json(manifest) if manifest.exists() else None}
     raise HarnessError(f"registry.merge.sources: {ref!r} is neither a run (looked in {runs_root}) "
@@ -84,14 +94,13 @@ def _data(m: DictConfig, sources: list[dict], runs_root: Path, out_run: Path) ->
     """Link mine/ and format/ of the data run into the merged run (kept when identical)."""
     data_run = (_source(str(m.data_from), runs_root)["run"] if m.data_from
                 else next((s["run"] for s in sources if s["run"]), None))
-    if data_run is None or not (data_run / "format" / "stage.json").exists():
+    if data_run is None or not is_finished(stage_dir(data_run, "format")):
         raise HarnessError("the merged adapter needs a run's mined and formatted data to be "
                            "evaluated on. Fix: set registry.merge.data_from=<run> (a run that "
                            "ran mine and format).")
     for stage in ("mine", "format"):
-        src, dst = data_run / stage, out_run / stage
-        if not (dst / "stage.json").exists() or (
-                read_json(dst / "stage.json") != read_json(src / "stage.json")):
+        src, dst = stage_dir(data_run, stage), stage_dir(out_run, stage)
+        if not is_finished(dst) or read_stage(dst) != read_stage(src):
             _link_tree(src, dst)
     return data_run
 
@@ -114,8 +123,8 @@ def merge_adapters(cfg: DictConfig) -> dict:
         raise HarnessError(f"the sources were trained on {base}, but this config's model is "
                            f"{configured}. Fix: pass the model settings they were trained with "
                            f"(model=…).")
-    train = out_run / "train"
-    if (train / "manifest.json").exists() and "merge" not in read_json(train / "manifest.json"):
+    train = stage_dir(out_run, "train")
+    if (train / MANIFEST).exists() and "merge" not in read_json(train / MANIFEST):
         raise HarnessError(f"{train} holds a trained adapter; merging would replace it. Fix: "
                            f"choose a new run_name for the merged adapter.")
     data_run = _data(m, sources, runs_root, out_run)
@@ -133,9 +142,9 @@ def merge_adapters(cfg: DictConfig) -> dict:
     for name in names:
         model.delete_adapter(name)
 
-    partial = out_run / "train.partial"
+    partial = partial_dir(train)
     shutil.rmtree(partial, ignore_errors=True)
-    adapter = partial / "adapter"
+    adapter = partial / ADAPTER
     model.save_pretrained(str(adapter))
     tok_files = [p for p in sources[0]["adapter"].iterdir() if p.name.startswith(TOKENIZER_FILES)]
     if tok_files:  # the tokenizer the sources were trained with, as the train stage saves it
@@ -154,19 +163,16 @@ def merge_adapters(cfg: DictConfig) -> dict:
                                      "tokenizer_hash", "template_hash", "chat_template")},
         "base_model": base, "backend": "peft", "method": f"merge:{m.method}",
         "merge": spec, "sources": described, "data_from": str(data_run),
-        "dataset_hash": read_json(data_run / "format" / "dataset_card.json").get("content_hash"),
+        "dataset_hash": read_json(stage_dir(data_run, "format") / DATASET_CARD).get("content_hash"),
         "seed": cfg.seed, "config": {
             "model": OmegaConf.to_container(cfg.model, resolve=True),
             "merge": OmegaConf.to_container(m, resolve=True)},
         "versions": library_versions(), "adapter_sha256": sha256_tree(adapter),
         "wall_seconds": round(time.time() - t0, 2)}
-    atomic_write_json(partial / "manifest.json", manifest)
+    atomic_write_json(partial / MANIFEST, manifest)
     summary = {k: manifest[k] for k in ("method", "adapter_sha256")}
-    atomic_write_json(partial / "stage.json", {
-        "stage": "train", "fingerprint": stable_hash({"merge": spec, "sources": described}),
-        "seconds": manifest["wall_seconds"], "summary": summary})
-    shutil.rmtree(train, ignore_errors=True)
-    partial.rename(train)
-    log.info("merged adapter → %s; evaluate it with `harness eval run_name=%s`", train / "adapter",
+    finish(partial, "train", stable_hash({"merge": spec, "sources": described}), summary,
+           seconds=manifest["wall_seconds"])
+    log.info("merged adapter → %s; evaluate it with `harness eval run_name=%s`", train / ADAPTER,
              cfg.run_name)
-    return {**summary, "adapter": str((train / "adapter").resolve())}
+    return {**summary, "adapter": str((train / ADAPTER).resolve())}

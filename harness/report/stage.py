@@ -21,6 +21,7 @@ from harness.io import atomic_write_json, atomic_write_text, sha256_bytes
 from harness.report.collect import collect
 from harness.report.document import Document, to_html, to_markdown
 from harness.report.sections import build
+from harness.rundir import EVIDENCE, REPORT_HTML, REPORT_MD, publish
 from harness.stages import require_output
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def report_dir(cfg: DictConfig) -> Path:
     return out / str(hc.job.num) if hc.mode == RunMode.MULTIRUN else out
 
 
-def publish(out_dir: Path, doc: Document, evidence: dict, files: dict[str, str]) -> None:
+def write_report(out_dir: Path, doc: Document, evidence: dict, files: dict[str, str]) -> None:
     """Write md + html + plots + evidence (+ `files`: name -> text) and swap them in whole."""
     partial = out_dir.with_name(f".{out_dir.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -48,15 +49,10 @@ def publish(out_dir: Path, doc: Document, evidence: dict, files: dict[str, str])
         (partial / "plots" / f"{fig.name}.png").write_bytes(fig.png)
     evidence["plots"] = {f.name: {"file": f"plots/{f.name}.png", "sha256": sha256_bytes(f.png)}
                          for f in doc.figures}
-    atomic_write_json(partial / "evidence.json", evidence)
+    atomic_write_json(partial / EVIDENCE, evidence)
     for name, text in files.items():
         atomic_write_text(partial / name, text)
-    old = out_dir.with_name(f".{out_dir.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    partial.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    publish(partial, out_dir)
 
 
 def run(cfg: DictConfig, out: Path) -> dict:
@@ -65,8 +61,8 @@ def run(cfg: DictConfig, out: Path) -> dict:
     # select: the report group may be missing from an older conf/config.yaml defaults list
     doc = build(evidence, OmegaConf.select(cfg, "report.max_flips", default=20))
     target = report_dir(cfg)
-    publish(target, doc, evidence, {"report.md": to_markdown(doc), "report.html": to_html(doc)})
-    log.info("report → %s (and report.html, evidence.json)", (target / "report.md").resolve())
-    return {"report": str((target / "report.md").resolve()),
-            "html": str((target / "report.html").resolve()),
+    write_report(target, doc, evidence, {REPORT_MD: to_markdown(doc), REPORT_HTML: to_html(doc)})
+    log.info("report → %s (and report.html, evidence.json)", (target / REPORT_MD).resolve())
+    return {"report": str((target / REPORT_MD).resolve()),
+            "html": str((target / REPORT_HTML).resolve()),
             "decision": evidence["verdict"]["decision"]}

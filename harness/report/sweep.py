@@ -32,7 +32,7 @@ from harness.report.document import (
     to_html,
     to_markdown,
 )
-from harness.report.stage import publish
+from harness.report.stage import write_report
 
 log = logging.getLogger(__name__)
 ORDER = {"deploy": 0, "inconclusive": 1, "no-deploy": 2, None: 3}
@@ -125,7 +125,7 @@ def sweep_report(cfg: DictConfig) -> dict:
     evidence = {"sweep_dir": str(sweep_dir.resolve()), "params": params, "checks": names,
                 "ranking": rows}
     target = out_dir / "sweep"
-    publish(target, doc, evidence, {"report.md": to_markdown(doc), "report.html": to_html(doc)})
+    write_report(target, doc, evidence, {"report.md": to_markdown(doc), "report.html": to_html(doc)})
     best = rows[0]
     log.info("sweep report (%d runs) → %s; best: job %s (%s, %s)", len(rows),
              (target / "report.md").resolve(), best["job"], best["decision"], best["overrides"])

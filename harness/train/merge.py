@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-from pathlib import Path
 
 from omegaconf import DictConfig
 
 from harness.io import atomic_write_json, read_json, respect_umask, sha256_tree
+from harness.rundir import ADAPTER, MANIFEST, MERGE_JSON, MERGED, partial_dir, publish
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,14 @@ def merge(cfg: DictConfig) -> dict:
 
     run_stage(cfg, "train")  # no work when the run's adapter is up to date
     train = stage_dir(cfg, "train")
-    manifest = read_json(train / "manifest.json")
-    adapter = train / "adapter"
-    out = Path(cfg.run_dir) / "merged"
-    done = out / "merge.json"
+    manifest = read_json(train / MANIFEST)
+    adapter = train / ADAPTER
+    out = stage_dir(cfg, MERGED)
+    done = out / MERGE_JSON
     if done.exists() and read_json(done)["adapter_sha256"] == manifest["adapter_sha256"]:
         log.info("merged model up to date: %s", out.resolve())
         return {**read_json(done), "path": str(out.resolve())}
-    partial = out.with_name("merged.partial")
+    partial = partial_dir(out)
     shutil.rmtree(partial, ignore_errors=True)
     log.info("merging %s into %s", adapter, manifest["base_model"])
     model = load_model(manifest["base_model"], cfg.model, adapter=str(adapter), merge=True)
@@ -57,8 +57,7 @@ def merge(cfg: DictConfig) -> dict:
     respect_umask(partial)  # safetensors writes its files 0600
     summary = {"base_model": manifest["base_model"], "adapter_sha256": manifest["adapter_sha256"],
                "dtype": str(model.dtype).removeprefix("torch."), "merged_sha256": sha256_tree(partial)}
-    atomic_write_json(partial / "merge.json", summary)
-    shutil.rmtree(out, ignore_errors=True)
-    partial.rename(out)
+    atomic_write_json(partial / MERGE_JSON, summary)
+    publish(partial, out)
     log.info("merged model → %s", out.resolve())
     return {**summary, "path": str(out.resolve())}
