@@ -83,7 +83,12 @@ def valid(check: Rule, fix: str = "") -> dict:
     return {"rule": check, "fix": fix}
 
 
-SEED = between(0, 2**32 - 1, what="a seed")
+
+
+def SEED(v: int) -> str | None:
+    return None if 0 <= v < 2**32 else "a seed in [0, 2**32)"
+
+
 PROBABILITY = between(0, 1, what="a probability")
 COUNT = at_least(1)
 
@@ -330,7 +335,7 @@ class EvalSettings:
     def cross(self) -> None:
         if self.temperature == 0 and self.n_samples > 1:
             raise SettingError("n_samples", self.n_samples, "1 with eval.temperature=0 (greedy "
-                               "decoding gives identical samples)", "Or set eval.temperature "
+                               "decoding gives identical samples)", "Or sample: set eval.temperature "
                                "(bigcode: 0.2 for pass@1, 0.8 for pass@10/100).")
         for k in self.pass_at_k:
             if not 1 <= k <= self.n_samples:
@@ -485,9 +490,8 @@ def check_section(name: str, values: dict | None, schema: type[T] | None = None)
         _validate(obj, name)
         return obj  # type: ignore[return-value]
     except SettingError as e:
-        fix = e.fix + " " if e.fix else ""
-        raise HarnessError(f"{e}. Fix: {fix}set {e.key}=<valid value> on the command line or "
-                           f"in conf/{name}/.") from None
+        raise HarnessError(f"{e}. Fix: set {e.key}=<valid value> on the command line or in "
+                           f"conf/{name}/.{' ' + e.fix if e.fix else ''}") from None
     except ConfigKeyError as e:
         key = f"{name}.{e.full_key}"
         raise HarnessError(f"{key}: not a setting of {name} ({str(e).splitlines()[0]}). Fix: "
