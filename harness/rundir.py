@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from harness.io import atomic_write_json, read_json
 
 MODELS = ("base", "candidate")  # the two models every eval task runs, in this order
+BASE_NOISE = "base_noise"  # the base model again with another batch size (eval.noise_floor)
 
 STAGE_JSON = "stage.json"  # in every finished stage directory
 
@@ -44,6 +45,7 @@ TRAIN_LOG = "train_log.jsonl"
 MANIFEST = "manifest.json"
 # eval
 SAMPLES = "samples"
+JUDGE_SCORES = "judge_scores"  # samples(JUDGE_SCORES, model): one row per (item, criterion)
 BIGCODE = "bigcode"
 GENERATION_KEY = "generation_key.json"
 METRICS = "metrics.json"
@@ -80,8 +82,8 @@ def superseded_dir(final: Path) -> Path:
 
 
 def samples(task: str, model: str) -> PurePosixPath:
-    """The per-sample results of `task` for `model` (one of MODELS, or e.g. `base_noise`),
-    relative to the eval stage's directory."""
+    """The per-sample results of `task` for `model` (one of MODELS, or BASE_NOISE), relative
+    to the eval stage's directory."""
     return PurePosixPath(SAMPLES, f"{task}.{model}.jsonl")
 
 

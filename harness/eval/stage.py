@@ -58,11 +58,22 @@ from harness.io import (
 )
 from harness.models.load import load_tokenizer, resolve_model_path
 from harness.paths import project_path
+from harness.rundir import (
+    ADAPTER,
+    BASE_NOISE,
+    BIGCODE,
+    GENERATION_KEY,
+    METRICS,
+    MODELS,
+    RECORDS,
+    SAMPLES,
+    read_stage,
+    samples,
+)
 from harness.sandbox.execute import Sandbox
 from harness.stages import require_output, stage_dir
 
 log = logging.getLogger(__name__)
-MODELS = ("base", "candidate")
 RUNNERS = ("harness", "lm_eval")
 SCORERS = ("sandbox", "bigcode")
 
@@ -88,9 +99,6 @@ def fingerprint_inputs(cfg: DictConfig) -> dict:
             "sandbox": {"mode": mode, "user": user, "code": code}}
 
 
-GENERATION_KEY = "generation_key.json"
-
-
 def generation_key(cfg: DictConfig) -> str:
     """What the models' outputs depend on: eval's fingerprint less the judge's part (its rubric
     and `judge` settings), so editing a rubric re-judges without regenerating."""
@@ -98,7 +106,7 @@ def generation_key(cfg: DictConfig) -> str:
     return stable_hash({
         "eval": OmegaConf.to_container(cfg.eval, resolve=True),
         "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "upstream": read_json(require_output(cfg, "train") / "stage.json")["fingerprint"],
+        "upstream": read_stage(require_output(cfg, "train"))["fingerprint"],
         "inputs": inputs})
 
 
@@ -111,8 +119,8 @@ def reuse_generations(cfg: DictConfig, out: Path) -> None:
     if previous.resolve() == out.resolve() or not (previous / GENERATION_KEY).is_file() \
             or read_json(previous / GENERATION_KEY).get("key") != key:
         return
-    for src in sorted((previous / "samples").glob("*.jsonl")):
-        dst = out / "samples" / src.name
+    for src in sorted((previous / SAMPLES).glob("*.jsonl")):
+        dst = out / SAMPLES / src.name
         if not src.name.startswith("judge_") and not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
@@ -143,20 +151,20 @@ def _check_choices(e: DictConfig) -> None:
                            "use eval.scorer=sandbox.")
 
 
-def check_paired(samples: Path, tasks: list[str]) -> dict[str, str]:
-    """Refuse results where base and candidate were not asked the same prompts; the prompt
-    set's hash per task, for metrics.json."""
+def check_paired(out: Path, tasks: list[str]) -> dict[str, str]:
+    """Refuse results in eval dir `out` where base and candidate were not asked the same
+    prompts; the prompt set's hash per task, for metrics.json."""
     hashes = {}
     for task in tasks:
         asked = [{(r["item_id"], r["sample"]): r["prompt_hash"]
-                  for r in read_jsonl(samples / f"{task}.{label}.jsonl")} for label in MODELS]
+                  for r in read_jsonl(out / samples(task, label))} for label in MODELS]
         if asked[0] != asked[1]:
             differ = sorted(k for k in asked[0].keys() | asked[1].keys()
                             if asked[0].get(k) != asked[1].get(k))
             raise HarnessError(
                 f"{task}: base and candidate were not given the same prompts ({len(differ)} "
                 f"differ, e.g. {differ[:3]}); their results cannot be compared. Fix: delete "
-                f"{samples.parent} and rerun the eval.")
+                f"{out} and rerun the eval.")
         hashes[task] = stable_hash(sorted(asked[0].items()))
     return hashes
 
@@ -165,11 +173,11 @@ def _bigcode_outputs(out: Path, e: DictConfig, problems: dict[str, list[Problem]
                      metrics: dict, decoding: Decoding) -> None:
     """Write bigcode-format generations and evaluation_results.json per model; with
     scorer=bigcode, take pass@k from bigcode's harness run on those generations."""
-    folder = out / "bigcode"
+    folder = out / BIGCODE
     for label in MODELS:
         results = {}
         for task, probs in problems.items():
-            rows = list(read_jsonl(out / "samples" / f"{task}.{label}.jsonl"))
+            rows = list(read_jsonl(out / samples(task, label)))
             gens = folder / f"generations_{task}.{label}.json"
             bigcode.write_generations(gens, bigcode.to_generations(probs, rows))
             ours = {k: v for k, v in metrics[task][label].items() if k.startswith("pass@")}
@@ -258,23 +266,25 @@ def power_plan(gate: DictConfig, p: Plan, confidence: float) -> dict:
     return out
 
 
-def noise_floor(samples: Path, p: Plan) -> dict:
+def noise_floor(out: Path, p: Plan) -> dict:
     """Per task, how many problems the base model's two runs disagree on (the flips an
     innocuous change causes: eval.noise_floor.batch_size)."""
-    out = {}
+    floor = {}
     for task in p.codegen:
-        if not (samples / f"{task}.base_noise.jsonl").exists():
+        if not (out / samples(task, BASE_NOISE)).exists():
             continue
-        first = {r["item_id"]: r["passed"] for r in read_jsonl(samples / f"{task}.base.jsonl")}
-        again = {r["item_id"]: r["passed"] for r in read_jsonl(samples / f"{task}.base_noise.jsonl")}
+        first = {r["item_id"]: r["passed"] for r in read_jsonl(out / samples(task, "base"))}
+        again = {r["item_id"]: r["passed"] for r in read_jsonl(out / samples(task, BASE_NOISE))}
         flips = sum(1 for k, v in first.items() if again.get(k) != v)
-        out[task] = {"n": len(first), "flips": flips, "flip_rate": flips / len(first) if first else None}
-    return out
+        floor[task] = {"n": len(first), "flips": flips,
+                       "flip_rate": flips / len(first) if first else None}
+    return floor
 
 
-def generate_all(cfg: DictConfig, p: Plan, samples: Path, model_ref: str, adapter: str,
+def generate_all(cfg: DictConfig, p: Plan, out: Path, model_ref: str, adapter: str,
                  tokenizer, sandbox: Sandbox, decoding: Decoding) -> dict[str, list[dict]]:
-    """Every (task, model) result file that is not on disk yet; the judge answers per model."""
+    """Every (task, model) result file in eval dir `out` that is not on disk yet; the judge
+    answers per model."""
     e, i = cfg.eval, cfg.eval.humaneval_infill
     toks = (fim_tokens(tokenizer, cfg.model.fim)
             if (p.holes or p.infill) and not is_left_to_right(cfg.model.fim) else None)
@@ -298,30 +308,30 @@ def generate_all(cfg: DictConfig, p: Plan, samples: Path, model_ref: str, adapte
                 else:
                     make = functools.partial(runner.run_codegen, problems, engine, tokenizer,
                                              sandbox, decoding, label)
-                _cached(samples / f"{task}.{label}.jsonl", make)
+                _cached(out / samples(task, label), make)
             for task, problems in p.chat.items():  # always our runner: lm-eval's tasks complete
-                _cached(samples / f"{task}.{label}.jsonl", functools.partial(
+                _cached(out / samples(task, label), functools.partial(
                     runner.run_chat_codegen, problems, engine, tokenizer, sandbox, decoding,
                     e.get("chat_max_new_tokens") or e.max_new_tokens, label))
             for task, items in p.infill.items():
-                _cached(samples / f"{task}.{label}.jsonl", functools.partial(
+                _cached(out / samples(task, label), functools.partial(
                     runner.run_infill, items, engine, tokenizer, toks,
                     max_length - i.max_new_tokens, i.max_new_tokens, sandbox, decoding, label))
             if p.holes:
-                _cached(samples / f"fim.{label}.jsonl", functools.partial(
+                _cached(out / samples("fim", label), functools.partial(
                     runner.run_fim, p.holes, engine, tokenizer, toks,
                     max_length - e.fim.max_new_tokens, e.fim.max_new_tokens, label))
             if p.judge_items:
-                answers[label] = _cached(samples / f"answers.{label}.jsonl", functools.partial(
+                answers[label] = _cached(out / samples("answers", label), functools.partial(
                     runner.run_answers, p.judge_items, engine, tokenizer, messages,
                     e.judge.max_new_tokens, label))
             if label == "base" and e.get("noise_floor", {}).get("enabled") and p.codegen:
-                _noise_runs(e, p, samples, pool.get("base"), tokenizer, sandbox, decoding)
+                _noise_runs(e, p, out, pool.get("base"), tokenizer, sandbox, decoding)
             pool.release(label)
     return answers
 
 
-def _noise_runs(e: DictConfig, p: Plan, samples: Path, engine, tokenizer, sandbox: Sandbox,
+def _noise_runs(e: DictConfig, p: Plan, out: Path, engine, tokenizer, sandbox: Sandbox,
                 decoding: Decoding) -> None:
     """The base model again on the codegen tasks with another batch size (padding changes the
     numerics, nothing else), into samples/<task>.base_noise.jsonl."""
@@ -331,7 +341,7 @@ def _noise_runs(e: DictConfig, p: Plan, samples: Path, engine, tokenizer, sandbo
     size = e.noise_floor.batch_size or max(1, e.batch_size // 2)
     again = HFEngine(engine.model, engine.tokenizer, size, engine.max_new_tokens)
     for task, problems in p.codegen.items():
-        _cached(samples / f"{task}.base_noise.jsonl", functools.partial(
+        _cached(out / samples(task, BASE_NOISE), functools.partial(
             runner.run_codegen, problems, again, tokenizer, sandbox, decoding, "base"))
 
 
@@ -342,11 +352,10 @@ def run(cfg: DictConfig, out: Path) -> dict:
     decoding = Decoding(n=e.n_samples, temperature=e.temperature,
                         top_p=e.top_p if e.temperature else 1.0, seed=e.seed)
     train_dir = require_output(cfg, "train")
-    records = list(read_jsonl(require_output(cfg, "mine") / "records.jsonl"))
+    records = list(read_jsonl(require_output(cfg, "mine") / RECORDS))
     model_ref = resolve_model_path(cfg.model, cfg.cache_dir)
     tokenizer = load_tokenizer(model_ref, cfg.model)
-    adapter = str((train_dir / "adapter").resolve())
-    samples = out / "samples"
+    adapter = str((train_dir / ADAPTER).resolve())
     reuse_generations(cfg, out)
 
     sandbox = Sandbox.from_config(e.sandbox)
@@ -356,7 +365,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
 
     p = plan(e, records, left_to_right=is_left_to_right(cfg.model.fim))
     metrics["gate_power"] = power_plan(cfg.gate, p, cfg.gate.bootstrap.confidence)
-    answers = generate_all(cfg, p, samples, model_ref, adapter, tokenizer, sandbox, decoding)
+    answers = generate_all(cfg, p, out, model_ref, adapter, tokenizer, sandbox, decoding)
     metrics["settings"] = {
         **engine_settings(e), "runner": e.runner, "scorer": e.scorer,
         "decoding": decoding.describe(), "sampling": decoding.as_dict(),
@@ -367,25 +376,25 @@ def run(cfg: DictConfig, out: Path) -> dict:
                      if p.holes else {})},
         "fim_tokens": (OmegaConf.to_container(cfg.model.fim) if OmegaConf.is_config(cfg.model.fim)
                        else cfg.model.fim or "detected"),
-        "prompts_sha256": check_paired(samples, p.files),  # the same for both models
+        "prompts_sha256": check_paired(out, p.files),  # the same for both models
     }
     for task in [*p.codegen, *p.chat, *p.infill]:
-        metrics[task] = {label: pass_metrics(list(read_jsonl(samples / f"{task}.{label}.jsonl")),
+        metrics[task] = {label: pass_metrics(list(read_jsonl(out / samples(task, label))),
                                              list(e.pass_at_k)) for label in MODELS}
         log.info("%s pass@1: base %.3f, candidate %.3f", task, metrics[task]["base"]["pass@1"],
                  metrics[task]["candidate"]["pass@1"])
     if p.codegen:
         _bigcode_outputs(out, e, p.codegen, metrics, decoding)
-    if e.get("noise_floor", {}).get("enabled") and (floor := noise_floor(samples, p)):
+    if e.get("noise_floor", {}).get("enabled") and (floor := noise_floor(out, p)):
         metrics["noise_floor"] = floor
         log.info("noise floor (base twice, batch size changed): %s", metrics["noise_floor"])
     if p.holes:
-        metrics["fim"] = {label: match_metrics(list(read_jsonl(samples / f"fim.{label}.jsonl")))
+        metrics["fim"] = {label: match_metrics(list(read_jsonl(out / samples("fim", label))))
                           for label in MODELS}
     if p.judge_items:
         metrics["judge"] = run_judge(cfg, out, model_ref, p.judge_items, answers)
     else:
         log.warning("judge skipped: no held-out change requests (test-split commits) to answer")
-    atomic_write_json(out / "metrics.json", metrics)
-    log.info("eval: per-sample results in %s, metrics in %s", samples, out / "metrics.json")
+    atomic_write_json(out / METRICS, metrics)
+    log.info("eval: per-sample results in %s, metrics in %s", out / SAMPLES, out / METRICS)
     return {k: v for k, v in metrics.items() if k != "settings"}

@@ -26,6 +26,7 @@ from harness.format.examples import SOURCE_KIND, chat_examples, mix, source_exam
 from harness.format.fim import fim_tokens, is_left_to_right
 from harness.io import atomic_write_json, read_jsonl, sha256_file, write_jsonl
 from harness.models.load import load_tokenizer, resolve_model_path
+from harness.rundir import DATASET, DATASET_CARD, EVAL_DATASET, PREVIEW, RECORDS
 from harness.stages import require_output
 from harness.train.preflight import check_causal_lm
 
@@ -41,7 +42,7 @@ def _tokenizer(cfg: DictConfig):
 
 def fingerprint_inputs(cfg: DictConfig) -> dict:
     tokenizer = _tokenizer(cfg)
-    return {"records": sha256_file(require_output(cfg, "mine") / "records.jsonl"),
+    return {"records": sha256_file(require_output(cfg, "mine") / RECORDS),
             "tokenizer": tokenizer_hash(tokenizer), "template": template_hash(tokenizer),
             "version": FORMAT_VERSION}
 
@@ -79,7 +80,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
     from datasets import Dataset
 
     fcfg = cfg.data.format
-    records = list(read_jsonl(require_output(cfg, "mine") / "records.jsonl"))
+    records = list(read_jsonl(require_output(cfg, "mine") / RECORDS))
     train = [r for r in records if r["split"] == "train"]
     tokenizer = _tokenizer(cfg)
     has_chat = any(r["kind"] != SOURCE_KIND for r in records)
@@ -113,10 +114,10 @@ def run(cfg: DictConfig, out: Path) -> dict:
         held_rows = random.Random(f"{fcfg.seed}:eval").sample(held_rows, fcfg.eval_examples)
     held_rows.sort(key=lambda r: r["id"])
 
-    Dataset.from_list(rows).save_to_disk(str(out / "dataset"))
+    Dataset.from_list(rows).save_to_disk(str(out / DATASET))
     if held_rows:
-        Dataset.from_list(held_rows).save_to_disk(str(out / "eval_dataset"))
-    write_jsonl(out / "preview.jsonl", [{k: r[k] for k in ("id", "kind", "text")} for r in rows[:20]])
+        Dataset.from_list(held_rows).save_to_disk(str(out / EVAL_DATASET))
+    write_jsonl(out / PREVIEW, [{k: r[k] for k in ("id", "kind", "text")} for r in rows[:20]])
     configured = bool(cfg.model.get("chat_template"))
     first_chat = next((r for r in train if r["kind"] != SOURCE_KIND), None)
     eot = end_of_turn_id(tokenizer, to_messages(first_chat, fcfg.system_prompt)) if first_chat else None
@@ -138,7 +139,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "template_checked_examples": sum(r["kind"] != SOURCE_KIND for r in train + held),
         "fim_token_ids": vars(toks) if toks else None,
     }
-    atomic_write_json(out / "dataset_card.json", card)
+    atomic_write_json(out / DATASET_CARD, card)
     log.info("formatted %d examples (%s), %d tokens; %d held-out examples → %s", len(rows),
              card["examples"], card["tokens"], len(held_rows), out)
     return card

@@ -29,20 +29,21 @@ from harness.gate.rules import (
 )
 from harness.gate.thresholds import load_frozen
 from harness.io import atomic_write_json, read_json, read_jsonl
+from harness.rundir import JUDGE_SCORES, METRICS, MODELS, VERDICT, samples, stage_dir
 from harness.stages import require_output
 
 log = logging.getLogger(__name__)
-MODELS = ("base", "candidate")
 
 
-def paired_values(samples: Path, metric: str) -> tuple[list[float], list[float], dict[str, int]]:
-    """Per-item values of `metric` for base and candidate on the items both have, and how many
-    items only one of them has (e.g. a judge reply that stayed unreadable for one model). A
-    pooled metric (`a + b`) is the items of each part together; a part with no data is none."""
+def paired_values(eval_dir: Path, metric: str) -> tuple[list[float], list[float], dict[str, int]]:
+    """Per-item values of `metric` for base and candidate on the items both have (from the
+    samples files in `eval_dir`), and how many items only one of them has (e.g. a judge reply
+    that stayed unreadable for one model). A pooled metric (`a + b`) is the items of each part
+    together; a part with no data is none."""
     if "+" in metric:
         base, cand, unpaired = [], [], {f"{label}_only": 0 for label in MODELS}
         for part in parts(metric):
-            b, c, u = paired_values(samples, part)
+            b, c, u = paired_values(eval_dir, part)
             if not b:
                 return [], [], {}
             base += b
@@ -50,11 +51,11 @@ def paired_values(samples: Path, metric: str) -> tuple[list[float], list[float],
             unpaired = {k: v + u.get(k, 0) for k, v in unpaired.items()}
         return base, cand, unpaired
     task, _, field = metric.partition(".")
-    files, key = ("judge_scores", None) if task == "judge" else (task, {"pass@1": "passed"}.get(field, field))
+    files, key = (JUDGE_SCORES, None) if task == "judge" else (task, {"pass@1": "passed"}.get(field, field))
     # With n samples per item (sampling, pass@k) an item's value is the mean over its samples.
     samples_of: dict[str, dict[str, list[float]]] = {}
     for label in MODELS:
-        path = samples / f"{files}.{label}.jsonl"
+        path = eval_dir / samples(files, label)
         if not path.exists():
             return [], [], {}
         for r in read_jsonl(path):
@@ -80,7 +81,7 @@ def observed_power(name: str, check: dict, base: list[float], cand: list[float],
     flips = sum(1 for b, c in zip(base, cand, strict=True) if b != c)
     confidence = gate["bootstrap"]["confidence"]
     out = check_power(name, check, len(base), max(flips, 1) / len(base), confidence, "observed")
-    metrics = eval_dir / "metrics.json"
+    metrics = eval_dir / METRICS
     floor = (read_json(metrics).get("noise_floor") or {}) if metrics.exists() else {}
     measured = [floor[p.partition(".")[0]] for p in parts(check["metric"])
                 if p.partition(".")[0] in floor]
@@ -93,7 +94,7 @@ def observed_power(name: str, check: dict, base: list[float], cand: list[float],
 def judge_reliability(eval_dir: Path, criterion: str) -> dict | None:
     """What eval measured of the judge on `criterion` (judge_reliability.py), with the
     correlation of its scores with response length; None if it was not measured."""
-    metrics = eval_dir / "metrics.json"
+    metrics = eval_dir / METRICS
     judge = (read_json(metrics).get("judge") or {}) if metrics.exists() else {}
     measured = ((judge.get("reliability") or {}).get("criteria") or {}).get(criterion)
     if measured is None:
@@ -104,7 +105,6 @@ def judge_reliability(eval_dir: Path, criterion: str) -> dict | None:
 
 def run(cfg: DictConfig, out: Path) -> dict:
     eval_dir = require_output(cfg, "eval")
-    samples = eval_dir / "samples"
     frozen, flags = load_frozen(cfg)
     gate = frozen["gate"]
     validate(gate)
@@ -112,7 +112,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         log.warning("%s; judging with the frozen thresholds, and the decision is no-deploy", flag)
     checks = []
     for name, check in gate["checks"].items():
-        base, cand, unpaired = paired_values(samples, check["metric"])
+        base, cand, unpaired = paired_values(eval_dir, check["metric"])
         row = {**evaluate_check(name, dict(check), base, cand, gate), "unpaired": unpaired}
         if base and is_pass_fail(check["metric"]):
             row["power"] = observed_power(name, check, base, cand, gate, eval_dir)
@@ -135,12 +135,12 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "thresholds_changed_after_eval": bool(flags),
         "threshold_flags": flags,
     }
-    atomic_write_json(out / "verdict.json", verdict)
+    atomic_write_json(out / VERDICT, verdict)
     for c in checks:
         log.info("gate %-22s %-12s base=%s candidate=%s  %s", c["name"], c["status"],
                  _fmt(c.get("base")), _fmt(c.get("candidate")), c["reason"])
     log.info("decision: %s%s → %s", decision, f" ({'; '.join(reasons)})" if reasons else "",
-             out.parent / "gate" / "verdict.json")
+             stage_dir(out.parent, "gate") / VERDICT)
     return {"verdict": decision, "checks": {c["name"]: c["status"] for c in checks}}
 
 

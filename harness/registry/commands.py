@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.errors import HarnessError
 from harness.io import read_json, sha256_file, sha256_tree
 from harness.registry.store import Registry, check_name, file_hashes
+from harness.rundir import ADAPTER, MANIFEST, METRICS, MINE_STATS, STAGE_JSON, VERDICT
 from harness.stages import require_output
 
 log = logging.getLogger(__name__)
@@ -39,24 +40,24 @@ def _outputs(run_dir: Path) -> dict[str, Path]:
 
 def _check_same_adapter(out: dict[str, Path], manifest: dict, adapter_sha: str) -> None:
     """The verdict must be about this adapter: training must not have run again after eval."""
-    evaluated = (read_json(out["eval"] / "metrics.json").get("settings") or {}).get("adapter_sha256")
+    evaluated = (read_json(out["eval"] / METRICS).get("settings") or {}).get("adapter_sha256")
+    finished = {s: (out[s] / STAGE_JSON).stat().st_mtime for s in ("train", "eval", "gate")}
     stale = (evaluated is not None and evaluated != adapter_sha) or not (
-        (out["train"] / "stage.json").stat().st_mtime <= (out["eval"] / "stage.json").stat().st_mtime
-        <= (out["gate"] / "stage.json").stat().st_mtime)
+        finished["train"] <= finished["eval"] <= finished["gate"])
     if stale:
         run = out["train"].parent.name
         raise HarnessError(f"run {run}: the adapter was trained again after it was evaluated, so "
                            f"the verdict is about another adapter. Fix: `harness eval "
                            f"run_name={run}` and `harness gate run_name={run}`, then promote.")
     if adapter_sha != manifest["adapter_sha256"]:
-        raise HarnessError(f"{out['train'] / 'adapter'} has sha256 {adapter_sha}, but training "
+        raise HarnessError(f"{out['train'] / ADAPTER} has sha256 {adapter_sha}, but training "
                            f"wrote {manifest['adapter_sha256']}: the adapter was modified after "
                            f"training. Fix: retrain (harness train) or restore it.")
 
 
 def inference_manifest(run_dir: Path, out: dict[str, Path], manifest: dict, verdict: dict) -> dict:
     """What a server needs to load this adapter correctly, and where it came from."""
-    adapter = out["train"] / "adapter"
+    adapter = out["train"] / ADAPTER
     tok_config = adapter / "tokenizer_config.json"
     lora = read_json(adapter / "adapter_config.json")
     config = manifest.get("config") or {}
@@ -76,8 +77,8 @@ def inference_manifest(run_dir: Path, out: dict[str, Path], manifest: dict, verd
                                                   "global_step", "sources")},
         "versions": manifest.get("versions"),
         "source": {"run": run_dir.name, "run_dir": str(run_dir.resolve()),
-                   "manifest_sha256": sha256_file(out["train"] / "manifest.json"),
-                   "verdict_sha256": sha256_file(out["gate"] / "verdict.json"),
+                   "manifest_sha256": sha256_file(out["train"] / MANIFEST),
+                   "verdict_sha256": sha256_file(out["gate"] / VERDICT),
                    "decision": verdict["decision"],
                    "thresholds_sha256": verdict.get("thresholds_sha256")},
     }
@@ -91,7 +92,7 @@ def promote_run(run_dir: str | Path, registry_dir: str | Path, name: str | None 
     which the registry keeps beside the adapter."""
     run_dir = Path(run_dir)
     out = _outputs(run_dir)
-    verdict = read_json(out["gate"] / "verdict.json")
+    verdict = read_json(out["gate"] / VERDICT)
     decision = verdict["decision"]
     if decision != "deploy":
         why = "; ".join(verdict.get("reasons") or []) or "see its verdict.json"
@@ -105,11 +106,11 @@ def promote_run(run_dir: str | Path, registry_dir: str | Path, name: str | None 
                                "add --reason '…' (registry.reason='…').")
         log.warning("promoting %s although its verdict is %s: forced (%s)", run_dir.name,
                     decision, reason)
-    manifest = read_json(out["train"] / "manifest.json")
-    adapter = out["train"] / "adapter"
+    manifest = read_json(out["train"] / MANIFEST)
+    adapter = out["train"] / ADAPTER
     adapter_sha = sha256_tree(adapter)
     _check_same_adapter(out, manifest, adapter_sha)
-    name = check_name(name or read_json(out["mine"] / "mine_stats.json")["repo"])
+    name = check_name(name or read_json(out["mine"] / MINE_STATS)["repo"])
     event = {**_event("promote", reason), "run": run_dir.name, "run_dir": str(run_dir.resolve()),
              "decision": decision, "forced": decision != "deploy", "adapter_sha256": adapter_sha}
     inference = inference_manifest(run_dir, out, manifest, verdict)
@@ -123,9 +124,9 @@ def promote_run(run_dir: str | Path, registry_dir: str | Path, name: str | None 
 
 def export_record(export_dir: Path) -> dict:
     """What the registry records of an export: every file's checksum and the verification."""
-    manifest = read_json(export_dir / "manifest.json")
+    manifest = read_json(export_dir / MANIFEST)
     return {"files_sha256": file_hashes(export_dir),
-            "manifest_sha256": sha256_file(export_dir / "manifest.json"),
+            "manifest_sha256": sha256_file(export_dir / MANIFEST),
             "gguf": {t: {"file": g["file"], "sha256": g["sha256"],
                          "status": g["verification"]["status"]} for t, g in manifest["gguf"].items()}}
 

@@ -16,8 +16,22 @@ from pathlib import Path
 from scipy.stats import binomtest
 
 from harness.io import read_json, read_jsonl, sha256_file, sha256_text
+from harness.rundir import (
+    DATASET_CARD,
+    EXPORT,
+    JUDGE_SCORES,
+    MANIFEST,
+    METRICS,
+    MINE_STATS,
+    MODELS,
+    RECORDS,
+    THRESHOLDS,
+    TRAIN_LOG,
+    VERDICT,
+    rel,
+    samples,
+)
 
-MODELS = ("base", "candidate")
 FIM_KEYS = ("exact_match", "first_line_exact_match", "edit_similarity")
 
 
@@ -90,9 +104,9 @@ def pass_rates(metrics: dict, task: str, confidence: float) -> dict:
     out = {}
     for label in MODELS:
         m = metrics[task][label]
-        samples = m.get("samples", m["n"])
+        drawn = m.get("samples", m["n"])
         out[label] = {"pass@1": m["pass@1"], "passed": m["passed"], "n": m["n"],
-                      "samples": samples, "ci": wilson(m["passed"], samples, confidence)}
+                      "samples": drawn, "ci": wilson(m["passed"], drawn, confidence)}
     return out
 
 
@@ -151,16 +165,16 @@ def export_summary(manifest: dict | None) -> dict | None:
 def collect(run_dir: Path, run_name: str, benchmarks_sha256: dict) -> dict:
     """The evidence for the run in `run_dir` (its gate must have run)."""
     inp = Inputs(run_dir)
-    verdict = inp.json("gate/verdict.json")
-    metrics = inp.json("eval/metrics.json") or {}
-    manifest = inp.json("train/manifest.json") or {}
+    verdict = inp.json(rel("gate", VERDICT))
+    metrics = inp.json(rel("eval", METRICS)) or {}
+    manifest = inp.json(rel("train", MANIFEST)) or {}
     confidence = (verdict.get("bootstrap") or {}).get("confidence", 0.95)
     exec_tasks = _exec_tasks(metrics)
-    samples = {t: {label: inp.jsonl(f"eval/samples/{t}.{label}.jsonl") for label in MODELS}
-               for t in exec_tasks}
-    log = inp.jsonl("train/train_log.jsonl") or []
-    inp.path("mine/records.jsonl")
-    inp.path("thresholds.json")
+    rows = {t: {label: inp.jsonl(rel("eval", samples(t, label))) for label in MODELS}
+            for t in exec_tasks}
+    log = inp.jsonl(rel("train", TRAIN_LOG)) or []
+    inp.path(rel("mine", RECORDS))
+    inp.path(THRESHOLDS)
     evidence = {
         "run": run_name,
         "run_dir": str(run_dir.resolve()),
@@ -169,27 +183,27 @@ def collect(run_dir: Path, run_name: str, benchmarks_sha256: dict) -> dict:
         "metrics": metrics,
         "pass_at_1": {t: pass_rates(metrics, t, confidence) for t in exec_tasks},
         "flips": {t: flips(s["base"], s["candidate"], benchmark_prompts(t))
-                  for t, s in samples.items() if s["base"] is not None and s["candidate"] is not None},
+                  for t, s in rows.items() if s["base"] is not None and s["candidate"] is not None},
         "fim": {label: {**{k: metrics["fim"][label][k] for k in FIM_KEYS},
                         "n": metrics["fim"][label]["n"],
                         "exact_match_ci": wilson(round(metrics["fim"][label]["exact_match"]
                                                        * metrics["fim"][label]["n"]),
                                                  metrics["fim"][label]["n"], confidence)}
                 for label in MODELS} if "fim" in metrics else None,
-        "judge": judge(metrics, {label: inp.jsonl(f"eval/samples/judge_scores.{label}.jsonl")
+        "judge": judge(metrics, {label: inp.jsonl(rel("eval", samples(JUDGE_SCORES, label)))
                                  for label in MODELS}),
         "training": {k: v for k, v in manifest.items() if k not in ("config", "chat_template")},
         "lora": _lora(manifest),
         "loss_curve": [{"step": h["step"], "loss": h["loss"]} for h in log if "loss" in h],
         "eval_loss_curve": [{"step": h["step"], "loss": h["eval_loss"]} for h in log
                             if "eval_loss" in h],
-        "export": export_summary(inp.json("export/manifest.json")),
-        "mine_stats": inp.json("mine/mine_stats.json"),
-        "dataset_card": {k: v for k, v in (inp.json("format/dataset_card.json") or {}).items()
+        "export": export_summary(inp.json(rel(EXPORT, MANIFEST))),
+        "mine_stats": inp.json(rel("mine", MINE_STATS)),
+        "dataset_card": {k: v for k, v in (inp.json(rel("format", DATASET_CARD)) or {}).items()
                          if k != "chat_template"},
     }
     evidence["hashes"] = {
-        "records_sha256": inp.hashes.get("mine/records.jsonl"),
+        "records_sha256": inp.hashes.get(rel("mine", RECORDS)),
         "dataset_hash": manifest.get("dataset_hash"),
         "tokenizer_hash": manifest.get("tokenizer_hash"),
         "template_hash": manifest.get("template_hash"),

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.config_check import TrainSettings, typed
 from harness.io import atomic_write_json, read_json, respect_umask, sha256_tree, write_jsonl
 from harness.models.load import load_tokenizer
+from harness.rundir import ADAPTER, CHECKPOINTS, DATASET_CARD, MANIFEST, TENSORBOARD, TRAIN_LOG
 from harness.stages import require_output
 from harness.train.backends import (
     LOADERS,
@@ -69,7 +70,7 @@ def sft_config(cfg: DictConfig, out: Path, report_to: list[str]):
     t = typed(cfg, "train", TrainSettings)
     gpu = cuda_available()
     return SFTConfig(
-        output_dir=str(out / "checkpoints"),
+        output_dir=str(out / CHECKPOINTS),
         run_name=str(cfg.run_name),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
@@ -152,7 +153,7 @@ def build_trainer(cfg: DictConfig, out: Path):
         from transformers.integrations import TensorBoardCallback
 
         tb = TensorBoardCallback()
-        tb.logging_dir = str(out / "tensorboard")
+        tb.logging_dir = str(out / TENSORBOARD)
         trainer.add_callback(tb)
     return trainer, backend, model_ref, tokenizer
 
@@ -160,19 +161,19 @@ def build_trainer(cfg: DictConfig, out: Path):
 def run(cfg: DictConfig, out: Path) -> dict:
     t0 = time.time()
     trainer, backend, model_ref, tokenizer = build_trainer(cfg, out)
-    resume = last_checkpoint(out / "checkpoints")
+    resume = last_checkpoint(out / CHECKPOINTS)
     log.info("training with backend=%s method=%s on %s%s", backend, cfg.train.method,
              "cuda" if cuda_available() else "cpu", f", resuming from {resume}" if resume else "")
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
     if not trainer.is_world_process_zero():  # multi-GPU: rank 0 alone writes the outputs
         return {"global_step": trainer.state.global_step, "rank": trainer.args.process_index}
-    adapter = out / "adapter"
+    adapter = out / ADAPTER
     save_adapter(trainer.model, tokenizer, adapter)
     history = trainer.state.log_history
-    write_jsonl(out / "train_log.jsonl", history)
+    write_jsonl(out / TRAIN_LOG, history)
     losses = [h["loss"] for h in history if "loss" in h]
-    card = read_json(require_output(cfg, "format") / "dataset_card.json")
+    card = read_json(require_output(cfg, "format") / DATASET_CARD)
     manifest = {
         "base_model": model_ref,
         "base_model_id": cfg.model.get("name_or_path") or "tiny",
@@ -203,7 +204,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "eval_loss": eval_loss,
         "wall_seconds": round(time.time() - t0, 2),
     }
-    atomic_write_json(out / "manifest.json", manifest)
+    atomic_write_json(out / MANIFEST, manifest)
     log.info("adapter → %s (%d steps, logged loss %s → %s, eval loss %s)", adapter,
              manifest["global_step"], manifest["first_loss"], manifest["last_loss"], eval_loss)
     return {k: manifest[k] for k in ("backend", "method", "global_step", "train_loss", "first_loss",
@@ -222,12 +223,12 @@ def save_adapter(model, tokenizer, adapter: Path) -> None:
     respect_umask(adapter)  # safetensors writes its file 0600
 
 
-# ---- hooks harness/stages.py calls --------------------------------------------------------
+# ---- hooks the stage runner calls (declared in harness/pipeline.py) --------------------------------------------------------
 
 def resumable(cfg: DictConfig, partial: Path) -> bool:
     """Whether the checkpoints in `partial` can continue under this config: not when the run
     already went past a lowered train.max_steps (resuming would publish the later weights)."""
-    ckpt = last_checkpoint(partial / "checkpoints")
+    ckpt = last_checkpoint(partial / CHECKPOINTS)
     max_steps = int(cfg.train.max_steps)
     return ckpt is None or max_steps < 1 or checkpoint_step(ckpt) <= max_steps
 
@@ -237,19 +238,19 @@ def adopt(cfg: DictConfig, finished: Path, partial: Path) -> bool:
     checkpoint: that checkpoint and the TensorBoard files, hard-linked (checkpoints are never
     written in place; the finished output stays intact until the new one replaces it).
     False (nothing adopted) when max_steps was lowered: that run is retrained."""
-    ckpt = last_checkpoint(finished / "checkpoints")
+    ckpt = last_checkpoint(finished / CHECKPOINTS)
     if ckpt is None or checkpoint_step(ckpt) > int(cfg.train.max_steps):
         return False
-    link_tree(ckpt, partial / "checkpoints" / ckpt.name)
-    if (finished / "tensorboard").is_dir():
-        link_tree(finished / "tensorboard", partial / "tensorboard")
+    link_tree(ckpt, partial / CHECKPOINTS / ckpt.name)
+    if (finished / TENSORBOARD).is_dir():
+        link_tree(finished / TENSORBOARD, partial / TENSORBOARD)
     return True
 
 
 def space_needed(partial: Path) -> int | None:
     """A lower bound on what the failed write of a training run needed: the size of its newest
     checkpoint (the torn one, when it was the first), since each checkpoint is as large."""
-    ckpts = sorted((partial / "checkpoints").glob("checkpoint-*"), key=checkpoint_step)
+    ckpts = sorted((partial / CHECKPOINTS).glob("checkpoint-*"), key=checkpoint_step)
     if not ckpts:
         return None
     return sum(f.stat().st_size for f in ckpts[-1].rglob("*") if f.is_file())
