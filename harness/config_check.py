@@ -8,11 +8,13 @@ rule (its range or choices, declared beside its type) and each section's `cross`
 run, and `check_config` adds the ties between sections. A key no dataclass declares is refused
 too: every key conf/ ships is declared, so an unknown one is a typo or an undeclared feature.
 
-Why not Hydra's ConfigStore: a registered schema fills every declared-but-absent key into the
-composed config (`eval.device`, a gate check's `warn`), which changes the stage fingerprints
-and the frozen gate thresholds (and `"warn" in check` means something to the gate rule); its
-type errors exit 1 from inside Hydra rather than 2; and it needs registering before every
-compose. Merging here gives the same types and refusals on the unchanged config.
+Why not Hydra's ConfigStore schemas (tried: every experiment composes with them): a schema
+fills each declared-but-absent key into the composed config (`eval.device`, a gate check's
+`warn: null`), so the stage fingerprints and the frozen gate thresholds change, and the gate
+rule, for which a present `warn` means a warn band, refuses the shipped min_gain checks; a bad
+type then fails inside Hydra's compose with exit 1, before the CLI can exit 2; and every
+compose (the CLI, the tests) must register the schemas first. Merging here gives the same
+types and refusals and leaves the composed config as it was.
 """
 
 from __future__ import annotations
@@ -107,10 +109,11 @@ METHODS = ("lora", "qlora")
 QUANT_TYPES = ("nf4", "fp4")
 LORA_BIASES = ("none", "all", "lora_only")
 
-# transformers' own enums are the truth for these two, but importing them pulls in torch (9 s
+# transformers' own enums are the truth for these three, but importing them pulls in torch (9 s
 # of CPU here), too slow for `harness mine`: the common values are accepted without the import.
 COMMON_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 COMMON_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "sgd")
+COMMON_INTEGRATIONS = ("tensorboard", "wandb", "mlflow")
 
 
 def _scheduler(value: str) -> str | None:
@@ -144,8 +147,14 @@ def _steps(value: int) -> str | None:
 
 
 def _integrations(value: Any) -> str | None:
-    ok = all(isinstance(n, str) for n in _names(value))
-    return None if ok else "none, an integration name, or a list of them"
+    names = [n for n in _names(value) if n not in (None, "none")]
+    if all(n in COMMON_INTEGRATIONS for n in names):
+        return None
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    known = sorted(INTEGRATION_TO_CALLBACK)
+    ok = all(isinstance(n, str) and n in known for n in names)
+    return None if ok else f"none, or one or a list of {', '.join(known)}"
 
 
 @dataclass

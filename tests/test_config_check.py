@@ -85,6 +85,8 @@ def test_a_new_gate_check_is_typed_like_the_shipped_ones(tmp_path):
     ("train.packing=maybe", "train.packing='maybe': Value 'maybe' is not a valid bool"),
     ("train.save_total_limit=0", r"train.save_total_limit=0: expected null \(keep every checkpoint\) or"),
     ("train.seed=-1", r"train.seed=-1: expected a seed in \[0, 2\*\*32\)"),
+    ("train.report_to=tensorbored", "train.report_to='tensorbored': expected none, or one or a list of .*wandb"),
+    ("train.report_to=[tensorboard,wandbb]", "train.report_to=.*: expected none, or one or a list of"),
     ("train.qlora.quant_type=int8", "train.qlora.quant_type='int8': expected one of nf4, fp4"),
     ("train.memory.headroom=0", r"train.memory.headroom=0.0: expected a share in \(0, 1\]"),
     ("eval.engine=vlm", "eval.engine='vlm': expected one of hf, vllm, openai"),
