@@ -66,11 +66,8 @@ def one_of(*choices: str) -> Rule:
     return lambda v: None if v in choices else f"one of {', '.join(choices)}"
 
 
-def each_of(*choices: str, empty: bool = True) -> Rule:
-    def rule(v: list) -> str | None:
-        ok = (empty or bool(v)) and all(x in choices for x in v)
-        return None if ok else f"a {'' if empty else 'non-empty '}list of {', '.join(choices)}"
-    return rule
+def each_of(*choices: str) -> Rule:
+    return lambda v: None if all(x in choices for x in v) else f"a list of {', '.join(choices)}"
 
 
 def nullable(rule: Rule, meaning: str) -> Rule:
@@ -85,21 +82,17 @@ def valid(check: Rule, fix: str = "") -> dict:
     return {"rule": check, "fix": fix}
 
 
-
-
 def SEED(v: int) -> str | None:
     return None if 0 <= v < 2**32 else "a seed in [0, 2**32)"
-
-
-PROBABILITY = between(0, 1, what="a probability")
-COUNT = at_least(1)
 
 
 def NON_NEGATIVE(v: float) -> str | None:
     return None if math.isfinite(v) and v >= 0 else "a number >= 0"
 
 
-LIMIT = nullable(at_least(1), "no limit")
+COUNT = at_least(1)
+PROBABILITY = between(0, 1, what="a probability")
+LIMIT = nullable(COUNT, "no limit")
 
 
 # ---- train --------------------------------------------------------------------------------
