@@ -96,13 +96,29 @@ class _Indents:
     core.py: 3,000 lines) was a fifth of mining's time."""
 
     def __init__(self, lines: list[str]) -> None:
-        self.lines, self.known = lines, {}
+        self.lines, self.known, self.ends = lines, {}, {}
 
     def __getitem__(self, k: int) -> int:
         if k not in self.known:
             x = self.lines[k]
             self.known[k] = len(x) - len(x.lstrip()) if x.strip() else -1
         return self.known[k]
+
+    def end(self, at: int) -> int:
+        """The last line (1-based) of the block headed by line `at`: the last non-blank line
+        before the next one indented no deeper than the header. Remembered: every hunk in a
+        class, and every view and part of a change, asks again for the same headers."""
+        if at not in self.ends:
+            lines, i, end = self.lines, self[at - 1], at
+            for k in range(at, len(lines)):  # a plain loop: most of mining's Python time was here
+                x = lines[k]
+                rest = x.lstrip()
+                if rest:
+                    if len(x) - len(rest) <= i:
+                        break
+                    end = k + 1
+            self.ends[at] = end
+        return self.ends[at]
 
 
 def enclosing(lines: list[str], lo: int, hi: int, ind: _Indents | None = None) -> tuple[int, int] | None:
@@ -115,17 +131,11 @@ def enclosing(lines: list[str], lo: int, hi: int, ind: _Indents | None = None) -
         i = ind[at - 1]
         if i < 0:
             continue
-        if (i < need or (at == lo and i <= need)) and _DEF.match(lines[at - 1]):
-            end = at
-            for k in range(at + 1, len(lines) + 1):
-                if ind[k - 1] >= 0:
-                    if ind[k - 1] <= i:
-                        break
-                    end = k
-            if end >= hi:
-                while at > 1 and ind[at - 2] == i and lines[at - 2].lstrip().startswith("@"):
-                    at -= 1
-                return at, end
+        if (i < need or (at == lo and i <= need)) and _DEF.match(lines[at - 1]) and ind.end(at) >= hi:
+            end = ind.end(at)
+            while at > 1 and ind[at - 2] == i and lines[at - 2].lstrip().startswith("@"):
+                at -= 1
+            return at, end
         if at < lo:
             need = min(need, i)
         if need == 0:
@@ -183,7 +193,7 @@ def apply_all(old: list[str], hs: list[Hunk]) -> list[str]:
 
 
 def _block(lines: list[str]) -> str:
-    return "".join(line + "\n" for line in lines)
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 @dataclass
@@ -296,7 +306,7 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
         if f.old_path is None or old[id(f)] is None:
             continue
         # per region, and a region that does not fit (two hunks of one function) per hunk
-        todo = regions(f, old[id(f)], 0, context_lines)
+        todo = regions(f, old[id(f)], 0, context_lines, inds.get(id(old[id(f)])))
         while todo and len(parts) < max_parts:
             r = todo.pop(0)
             sub = FileDiff(f.old_path, f.new_path, _region_diff(r), *_counts(r), f.old_blob, f.before)
