@@ -213,7 +213,7 @@ def _run_hydra(command: str) -> None:
         if code:
             sys.exit(code)
         if command in STAGE_COMMANDS:
-            from harness.train.sweep import task_result
+            from harness.sweep import task_result
 
             return task_result(cfg)  # in a multirun: the objective Hydra sweepers optimise
         return None

@@ -10,6 +10,8 @@ from harness.errors import HarnessError
 from harness.io import read_json
 from harness.report import stage
 from harness.report.sweep import sweep_report
+from harness.rundir import EVIDENCE, REPORT_MD
+from harness.sweep import summarize
 
 JOBS = {"0": ("1e-4", 1), "1": ("3e-4", 5), "2": ("1e-3", -2)}  # job: (train.lr, quality)
 
@@ -62,3 +64,19 @@ def test_a_directory_without_jobs_is_refused(tmp_path):
     cfg = compose(tmp_path / "x", [f"report.sweep={tmp_path}"])
     with pytest.raises(HarnessError, match="holds no multirun jobs"):
         sweep_report(cfg)
+
+
+def test_the_report_ranks_like_the_multiruns_own_summary_and_shows_its_metric(sweep):
+    root, _ = sweep
+    sweep_dir = root / "runs" / "tune"
+    summary = summarize(sweep_dir, "train.eval_loss", "minimize")  # what ends a multirun
+    sweep_report(compose(root / "runs" / "x", [f"report.sweep={sweep_dir}",
+                                               f"report_dir={root / 'reports' / 'x'}"]))
+    folder = root / "reports" / "tune" / "sweep"
+    evidence = read_json(folder / EVIDENCE)
+    assert evidence["metric"] == "train.eval_loss" and evidence["direction"] == "minimize"
+    by_summary = [r["job"] for r in sorted(summary["runs"], key=lambda r: r["rank"])]
+    assert [r["job"] for r in evidence["ranking"]] == by_summary == ["1", "0", "2"]
+    header = next(line for line in (folder / REPORT_MD).read_text().splitlines()
+                  if line.startswith("| rank |"))
+    assert "| min slack | train.eval_loss |" in header

@@ -16,7 +16,8 @@ from conftest import make_cfg
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, read_json
 from harness.paths import CONF_DIR
-from harness.train.sweep import metric_value, objective, summarize
+from harness.rundir import VERDICT
+from harness.sweep import metric_value, objective, rank, summarize
 
 QUICK = ["data.format.max_length=128", "train.max_steps=3", "train.batch_size=2",
          "train.report_to=none", "train.warmup=0"]
@@ -55,6 +56,27 @@ def test_the_summary_ranks_jobs_by_the_metric_and_shows_what_varied(tmp_path):
     assert metric_value(tmp_path / "2", "eval.fim.candidate.exact_match") is None
     with pytest.raises(HarnessError, match="not a number"):
         objective(make_cfg(tmp_path / "2", None, []), metric="train.eval_loss")
+
+
+def fake_verdict(sweep: Path, num: int, decision: str, slack: float) -> None:
+    check = {"name": "humaneval", "status": "pass" if slack >= 0 else "fail", "delta": 0.1,
+             "ci": [slack, 0.3], "margin": 0.0}
+    atomic_write_json(sweep / str(num) / "gate" / VERDICT, {"decision": decision, "checks": [check]})
+
+
+def test_gated_runs_rank_by_the_gate_first_and_the_metric_breaks_its_ties(tmp_path):
+    for num, loss in enumerate([1.0, 3.0, 2.0, 0.5]):
+        fake_job(tmp_path, num, ["run_name=s", f"train.lr={num}"], loss)
+    fake_verdict(tmp_path, 0, "no-deploy", -0.1)  # the lowest loss, but the gate refused it
+    fake_verdict(tmp_path, 1, "deploy", 0.05)
+    fake_verdict(tmp_path, 2, "deploy", 0.05)  # as good by the gate, and a lower loss
+    summary = summarize(tmp_path, "train.eval_loss", "minimize")  # job 3: not gated
+    assert {r["job"]: r["rank"] for r in summary["runs"]} == {"2": 1, "1": 2, "0": 3, "3": 4}
+    assert summary["best"]["job"] == "2" and summary["best"]["decision"] == "deploy"
+    assert "Best run by the gate (decision, checks passed, weakest slack), then `train.eval_loss`" \
+        in (tmp_path / "sweep_summary.md").read_text()
+    assert [r["job"] for r in rank([{"job": "0", "value": 2.0}, {"job": "1", "value": 1.0}],
+                                   "maximize")] == ["0", "1"]  # nothing gated: the metric alone
 
 
 def test_a_train_multirun_trains_every_point_and_writes_a_summary(tmp_path, history_repo,
