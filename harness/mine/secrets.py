@@ -65,6 +65,7 @@ RULES = {
     "connection-string-password": (("assword=", "ASSWORD=", "wd=", "WD="), re.compile(
         r"(?i)\b(?:password|pwd)\s*=\s*(?P<s>[^;\"'\s{}$()<>,\[\]]{3,})(?=;)")),
 }
+_RULES = [(kind, needles, rule) for kind, (needles, rule) in RULES.items()]
 # What a URL or a connection string holds where a password goes when it is not one
 _NOT_A_PASSWORD = re.compile(r"(?i)^(x-oauth-basic|x-access-token|password|passwd|pass|pwd|secret|"
                              r"changeme|x+|\*+|\.+|<[^>]*>|%\(\w+\)s|\$\w+|\$\{[^}]*\})$")
@@ -222,6 +223,7 @@ class Redactor:
     def __init__(self) -> None:
         # lines that passed the gates: the same code recurs in diff context and code windows
         self._clean: set[str] = set()
+        self._done: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
 
     def _candidates(self, text: str) -> list[int]:
         """Indices of the lines of `text` (split at "\n") any plugin could flag; lines seen
@@ -259,12 +261,26 @@ class Redactor:
             return [(s.line_number - 1, s.type, s.secret_value or "") for s in scan_diff(diff)]
 
     def redact(self, text: str, filename: str = "message.txt") -> tuple[str, list[str]]:
-        """`text` with every secret replaced by its typed placeholder, and the types found."""
+        """`text` with every secret replaced by its typed placeholder, and the types found.
+        Remembered per text and file name (the result depends on nothing else): a merged
+        pull request's diff is its branch commit's again, a part's code window another's."""
         if not text:
             return text, []
+        key = (text, filename)
+        if key in self._done:
+            out, kinds = self._done[key]
+            return out, list(kinds)
+        out, found = self._redact(text, filename)
+        if len(text) <= 1 << 16:  # bounded memory: large texts rarely recur
+            if len(self._done) >= 20_000:
+                self._done.clear()
+            self._done[key] = (out, tuple(found))
+        return out, found
+
+    def _redact(self, text: str, filename: str) -> tuple[str, list[str]]:
         found: list[str] = []
-        for kind, (needles, rule) in RULES.items():
-            if any(n in text for n in needles):
+        for kind, needles, rule in _RULES:
+            if needles[0] in text or any(n in text for n in needles[1:]):
                 text, n = _rule_sub(kind, rule, text)
                 found += [kind] * n
         text, n = redact_emails(text)
