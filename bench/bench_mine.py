@@ -191,15 +191,27 @@ def config(repo: Path, run_dir: Path, cache: Path, workers: int):
 
 def cold_once(repo: Path, workers: int) -> float:
     """Seconds of one cold-cache miner run in a fresh process (imports not counted)."""
-    code = ("import sys, tempfile, time; from pathlib import Path; "
-            f"sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench_mine as b; "
+    return cold_run(repo, workers)[0]
+
+
+def cold_run(repo: Path, workers: int, root: Path = ROOT) -> tuple[float, str]:
+    """(seconds, digest of what it wrote) of one cold-cache run of the miner in `root` (this
+    checkout, or another revision's: see bench_mine_real.py --baseline) in a fresh process,
+    imports not counted. The digest covers records.jsonl, negatives.jsonl and mine_stats.json."""
+    code = ("import sys, tempfile, time, hashlib; from pathlib import Path; "
+            f"sys.path[:0] = [{str(root)!r}, {str(root / 'bench')!r}]; import bench_mine as b; "
             "import harness.mine.stage, datasketch, detect_secrets.core.scan; "
             "d = Path(tempfile.mkdtemp(prefix='bench-mine-cold-')); (d / 'out').mkdir(); "
             f"cfg = b.config(Path({str(repo)!r}), d / 'run', d / 'cache', {workers}); "
             "t = time.perf_counter(); harness.mine.stage.run(cfg, d / 'out'); "
-            "print(time.perf_counter() - t); import shutil; shutil.rmtree(d)")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(res.stdout.split()[-1])
+            "t = time.perf_counter() - t; h = hashlib.sha256(); "
+            "[h.update((d / 'out' / f).read_bytes()) for f in "
+            "('records.jsonl', 'negatives.jsonl', 'mine_stats.json')]; "
+            "print(t, h.hexdigest()[:16]); import shutil; shutil.rmtree(d)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=root)
+    seconds, digest = res.stdout.split()[-2:]
+    return float(seconds), digest
 
 
 def miner(repo: Path, tmp: Path, name: str, cache: Path, workers: int) -> tuple[float, dict]:
