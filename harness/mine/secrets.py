@@ -204,18 +204,19 @@ def plugins():
 
 
 @lru_cache(maxsize=1)
-def _settings() -> object:
-    """detect-secrets' settings for every scan in this process, entered once: all plugins,
-    and the default filters less "the file must exist" (the text is in memory). Entered per
-    scan (`with default_settings()`), they rebuilt every plugin and filter cache twice a scan,
-    half of a scan's time. Nothing else here uses detect-secrets' global settings. The context
-    is returned (and cached) so that it is never closed: closing it restores the settings."""
-    from detect_secrets.settings import default_settings, get_settings
+def _settings() -> None:
+    """detect-secrets' settings for every scan in this process, set once: all plugins, and
+    the default filters less "the file must exist" (the text is in memory). What
+    `default_settings()` sets on entry; entered and left per scan, it rebuilt every plugin and
+    filter cache twice a scan, half of a scan's time. Nothing else here uses detect-secrets'
+    global settings."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.settings import cache_bust, configure_settings_from_baseline, get_settings
 
-    context = default_settings()
-    context.__enter__()
+    cache_bust()
+    configure_settings_from_baseline({"plugins_used": [
+        {"name": cls.__name__} for cls in get_mapping_from_secret_type_to_class().values()]})
     get_settings().disable_filters("detect_secrets.filters.common.is_invalid_file")
-    return context
 
 
 @lru_cache(maxsize=1)
