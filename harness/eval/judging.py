@@ -20,7 +20,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.errors import HarnessError
 from harness.io import write_jsonl
 from harness.judge.client import JudgeClient, Ledger
 from harness.judge.reliability import measure
@@ -48,15 +47,6 @@ def judge_endpoint(cfg: DictConfig, model_ref: str) -> Iterator[str]:
 
 def make_judge(j: DictConfig, base_url: str, cache_dir: Path) -> Judge:
     """A Judge configured from the `judge` config group (see conf/judge/local.yaml)."""
-    numbers = {"max_concurrency": 1, "max_retries": 0, "max_reasks": 0, "max_tokens": 1,
-               "timeout_s": 0, "price_per_1k_prompt_tokens": 0,
-               "price_per_1k_completion_tokens": 0}
-    for key, low in numbers.items():
-        if not isinstance(j[key], int | float) or j[key] < low:
-            raise HarnessError(f"judge.{key}={j[key]!r}: expected a number >= {low}.")
-    if j.budget_usd is not None and (not isinstance(j.budget_usd, int | float) or j.budget_usd <= 0):
-        raise HarnessError(f"judge.budget_usd={j.budget_usd!r}: expected a positive amount, or "
-                           f"null for no budget.")
     ledger = Ledger(j.price_per_1k_prompt_tokens, j.price_per_1k_completion_tokens, j.budget_usd)
     client = JudgeClient(base_url, j.model, api_key_env=j.api_key_env,
                          max_concurrency=j.max_concurrency, timeout_s=j.timeout_s,
@@ -71,18 +61,10 @@ RELIABILITY = {"enabled": True, "items": None, "pairwise": True, "seed": 0}
 
 
 def reliability_settings(j: DictConfig) -> dict:
-    """`judge.reliability` (see conf/judge/local.yaml), checked; defaults where it is absent."""
+    """`judge.reliability` (see conf/judge/local.yaml; types and ranges are checked at start by
+    harness/config_check.py), with defaults where it is absent."""
     r = {**RELIABILITY, **(OmegaConf.to_container(j.reliability, resolve=True)
                            if OmegaConf.select(j, "reliability") is not None else {})}
-    for key in ("enabled", "pairwise"):
-        if not isinstance(r[key], bool):
-            raise HarnessError(f"judge.reliability.{key}={r[key]!r}: expected true or false.")
-    if r["items"] is not None and (not isinstance(r["items"], int) or isinstance(r["items"], bool)
-                                   or r["items"] < 2):
-        raise HarnessError(f"judge.reliability.items={r['items']!r}: expected null (every judged "
-                           f"item) or a whole number >= 2 (spoilings need another item).")
-    if not isinstance(r["seed"], int) or isinstance(r["seed"], bool):
-        raise HarnessError(f"judge.reliability.seed={r['seed']!r}: expected a whole number.")
     return r
 
 
