@@ -278,6 +278,8 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
             p = _compose(req, [view(f, level) for f in fs], fs)
             if p.size <= budget:
                 return p
+            if fmt != "region" and len(p.request) + len(p.response) > budget:
+                return None  # its edits (the same at every level) do not fit with no context
         return None
 
     def scrubbed(p: Pair) -> Pair:
