@@ -4,7 +4,7 @@ tests name run-dir files through this module only, so a layout change is made he
 
     runs/<run_name>/
       thresholds.json                 gate thresholds, frozen by eval before any model runs
-      mine/    records.jsonl negatives.jsonl mine_stats.json
+      mine/    records.jsonl negatives.jsonl mine_stats.json preview.md
       format/  dataset/ eval_dataset/ preview.jsonl dataset_card.json
       train/   adapter/ checkpoints/ tensorboard/ train_log.jsonl manifest.json
       eval/    samples/<task>.<model>.jsonl bigcode/ generation_key.json metrics.json
@@ -32,6 +32,7 @@ STAGE_JSON = "stage.json"  # in every finished stage directory
 RECORDS = "records.jsonl"
 NEGATIVES = "negatives.jsonl"
 MINE_STATS = "mine_stats.json"
+MINE_PREVIEW = "preview.md"
 # format
 DATASET = "dataset"
 EVAL_DATASET = "eval_dataset"

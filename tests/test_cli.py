@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.rundir import EVIDENCE, STAGE_JSON, VERDICT
+
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
 
@@ -29,15 +31,15 @@ def test_run_chains_every_stage_on_the_smoke_config(tmp_path, history_repo, harn
     run = tmp_path / "runs" / "e2e"
     assert str(run.resolve()) in res.stdout
     for stage in ("mine", "format", "train", "eval", "gate", "report"):
-        assert (run / stage / "stage.json").exists(), stage
+        assert (run / stage / STAGE_JSON).exists(), stage
     assert not list(run.glob("*.partial"))
-    evidence = json.loads((tmp_path / "reports" / "e2e" / "evidence.json").read_text())
+    evidence = json.loads((tmp_path / "reports" / "e2e" / EVIDENCE).read_text())
     metrics = evidence["metrics"]
     assert metrics["humaneval"]["base"]["n"] == 4 and metrics["mbpp"]["candidate"]["n"] == 4
     assert metrics["fim"]["base"]["n"] == 6
     judged = metrics["judge"]["candidate"]["criteria"]["convention_adherence"]
     assert judged["n"] == 2 and judged["parse_failure_rate"] == 0.0  # guided choice always parses
-    verdict = json.loads((run / "gate" / "verdict.json").read_text())
+    verdict = json.loads((run / "gate" / VERDICT).read_text())
     assert {c["name"] for c in verdict["checks"]} == {"forgetting", "humaneval", "mbpp", "fim",
                                                    "convention_adherence"}
     assert evidence["verdict"] == verdict
@@ -76,7 +78,7 @@ def test_a_missing_model_path_fails_before_any_work(tmp_path, history_repo, harn
 def test_a_stage_runs_its_missing_inputs_first(tmp_path, history_repo, harness_cache):
     res = harness(tmp_path, harness_cache, "format", "run_name=alone", f"data.repo={history_repo}")
     assert res.returncode == 0 and "needs 'mine', which has not run" in res.stdout
-    assert (tmp_path / "runs" / "alone" / "mine" / "stage.json").exists()
+    assert (tmp_path / "runs" / "alone" / "mine" / STAGE_JSON).exists()
     # another run with the same inputs restores both stages from the stage cache
     res = harness(tmp_path, harness_cache, "format", "run_name=again", f"data.repo={history_repo}")
     assert res.stdout.count("restored from the stage cache") == 2

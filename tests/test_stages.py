@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from conftest import make_cfg
 
-from harness.io import atomic_write_json
+from harness.rundir import write_stage
 from harness.stages import changed_keys, fingerprint_parts, resume_key, stable_hash
 
 BASE = ["train.max_steps=20"]
@@ -15,7 +15,7 @@ BASE = ["train.max_steps=20"]
 
 def keys(tmp_path, *overrides: str) -> tuple[str, str]:
     cfg = make_cfg(tmp_path, None, [*BASE, *overrides])
-    atomic_write_json(tmp_path / "format" / "stage.json", {"fingerprint": "f" * 64})  # a finished upstream
+    write_stage(tmp_path / "format", "format", "f" * 64, {})  # a finished upstream
     parts = fingerprint_parts(cfg, "train")
     return stable_hash(parts), resume_key(parts, "train")
 

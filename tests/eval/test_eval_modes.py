@@ -8,6 +8,7 @@ from conftest import make_cfg
 from test_eval_stage import SMALL, rows, upstream
 
 from harness.eval import stage
+from harness.rundir import METRICS
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_a_model_without_sentinels_predicts_the_next_line_and_skips_infilling(ev
     out, _ = evaluated
     import json
 
-    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    settings = json.loads((out / METRICS).read_text())["settings"]
     assert settings["modes"]["fim"] == "left_to_right" and settings["fim_tokens"] == "left_to_right"
     assert settings["modes"]["humaneval_chat"] == "chat"
     assert not list((out / "samples").glob("humaneval_infill_*"))

@@ -15,7 +15,8 @@ from conftest import make_adapter, make_cfg
 from harness.errors import HarnessError
 from harness.eval import stage
 from harness.eval.records import FIELDS
-from harness.io import atomic_write_json, read_jsonl, write_jsonl
+from harness.io import read_jsonl, write_jsonl
+from harness.rundir import METRICS, RECORDS, SAMPLES, samples, write_stage
 
 SOURCE = "".join(f"def f{i}(x):\n    y = x * {i}\n    return y + {i}\n\n\n" for i in range(8))
 SMALL = ["eval.humaneval.limit=2", "eval.mbpp.limit=2", "eval.humaneval_infill.limit=2",
@@ -29,10 +30,9 @@ def upstream(run, tiny_model) -> None:
     records = [{"id": f"fim-{i}", "kind": "fim_source", "split": "test", "path": f"pkg/m{i}.py",
                 "shas": [f"{i}" * 40], "content": SOURCE, "added_lines": list(range(1, 30))}
                for i in range(2)]
-    write_jsonl(run / "mine" / "records.jsonl", records)
+    write_jsonl(run / "mine" / RECORDS, records)
     for name in ("mine", "train"):
-        atomic_write_json(run / name / "stage.json", {"stage": name, "fingerprint": name,
-                                                      "summary": {}})
+        write_stage(run / name, name, name, {})
     make_adapter(tiny_model, run / "train" / "adapter")
 
 
@@ -48,7 +48,7 @@ def evaluated(tmp_path_factory, tiny_model, harness_cache):
 
 
 def rows(out, name):
-    return list(read_jsonl(out / "samples" / f"{name}.jsonl"))
+    return list(read_jsonl(out / SAMPLES / f"{name}.jsonl"))
 
 
 def test_every_task_writes_both_models_in_one_schema(evaluated):
@@ -78,7 +78,7 @@ def test_both_models_get_identical_prompts_and_settings_are_recorded(evaluated):
         assert base == cand
     outputs = [r["output"] for r in rows(out, "humaneval.base")]
     assert outputs != [r["output"] for r in rows(out, "humaneval.candidate")]  # the adapter acts
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / METRICS).read_text())
     s = metrics["settings"]
     assert s["engine"] == "hf" and s["batch_size"] == 2 and s["runner"] == "harness"
     assert s["sampling"] == {"n": 2, "temperature": 0.8, "top_p": 0.95, "seed": 1234}
@@ -101,9 +101,9 @@ def test_generations_and_results_are_written_in_bigcode_format(evaluated):
 
 def test_a_rerun_reuses_finished_files_and_redoes_only_the_missing_one(evaluated, caplog):
     cfg, out, summary = evaluated
-    kept = out / "samples" / "mbpp.base.jsonl"
+    kept = out / samples("mbpp", "base")
     before = kept.read_bytes()
-    (out / "samples" / "humaneval.candidate.jsonl").unlink()
+    (out / samples("humaneval", "candidate")).unlink()
     caplog.set_level("INFO")
     again = stage.run(cfg, out)
     assert "reusing mbpp.base.jsonl" in caplog.text
@@ -115,7 +115,7 @@ def test_a_rerun_reuses_finished_files_and_redoes_only_the_missing_one(evaluated
 
 def test_results_from_different_prompts_are_refused(evaluated):
     cfg, out, _ = evaluated
-    path = out / "samples" / "mbpp.candidate.jsonl"
+    path = out / samples("mbpp", "candidate")
     original = path.read_text()
     tampered = list(read_jsonl(path))
     tampered[0]["prompt_hash"] = "0" * 64
@@ -154,6 +154,6 @@ def test_lm_eval_runner_and_an_openai_endpoint_fill_the_same_files(tmp_path, tin
         assert {r["engine"] for r in rows(out, f"humaneval_infill_multi.{label}")} == {"openai"}
         assert len(rows(out, f"fim.{label}")) == 2
     assert summary["mbpp"]["candidate"]["n"] == 1
-    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    settings = json.loads((out / METRICS).read_text())["settings"]
     assert settings["runner"] == "lm_eval" and settings["engine"] == "openai"
     assert settings["base_url"] == "loopback harness serve"

@@ -10,6 +10,7 @@ from pathlib import Path
 from conftest import make_adapter
 
 from harness.io import atomic_write_json, sha256_tree, write_jsonl
+from harness.rundir import MANIFEST, MINE_STATS, RECORDS, write_stage
 
 HELD_OUT = "".join(f"def scale_{i}(values, factor):\n    result = []\n    for v in values:\n"
                    f"        result.append(v * factor + {i})\n    return result\n\n\n"
@@ -24,19 +25,17 @@ def trained_run(root: Path, base: str, seed: int = 1) -> Path:
     records = [{"id": f"fim-{i}", "kind": "fim_source", "split": "test", "path": f"pkg/m{i}.py",
                 "shas": [f"{i}" * 40], "content": HELD_OUT, "added_lines": list(range(1, 40))}
                for i in range(2)]
-    write_jsonl(run / "mine" / "records.jsonl", records)
-    atomic_write_json(run / "mine" / "mine_stats.json", {"repo": "project"})
+    write_jsonl(run / "mine" / RECORDS, records)
+    atomic_write_json(run / "mine" / MINE_STATS, {"repo": "project"})
     for name in ("mine", "format"):
-        atomic_write_json(run / name / "stage.json", {"stage": name, "fingerprint": f"test-{name}",
-                                                      "summary": {}})
+        write_stage(run / name, name, f"test-{name}", {})
     adapter = run / "train" / "adapter"
     make_adapter(base, adapter, seed)
     AutoTokenizer.from_pretrained(base).save_pretrained(str(adapter))
-    atomic_write_json(run / "train" / "manifest.json", {
+    atomic_write_json(run / "train" / MANIFEST, {
         "base_model": base, "adapter_sha256": sha256_tree(adapter),
         "chat_template": {"end_of_turn": "<|im_end|>"}})
-    atomic_write_json(run / "train" / "stage.json", {"stage": "train", "summary": {},
-                                                     "fingerprint": "test-train"})
+    write_stage(run / "train", "train", "test-train", {})
     return run
 
 

@@ -15,6 +15,7 @@ from harness.errors import HarnessError
 from harness.export import command, gguf_file, verify
 from harness.export.vocab import read_vocab
 from harness.io import read_json
+from harness.rundir import MANIFEST
 
 pytestmark = pytest.mark.slow
 SMALL = ["export.types=[f16,q8_0]", "export.verify.new_tokens=4", "export.mini_eval.holes=3",
@@ -35,7 +36,7 @@ def exported(tiny_model, tmp_path_factory):
 def test_export_writes_verified_files_listed_with_checksums(exported):
     run, summary = exported
     out = run / "export"
-    manifest = read_json(out / "manifest.json")
+    manifest = read_json(out / MANIFEST)
     command.check_files(out, manifest)  # every file is the one the manifest lists
     assert sorted(p.name for p in (out / "gguf").iterdir()) == ["Modelfile", "proj-f16.gguf",
                                                                 "proj-q8_0.gguf"]
@@ -54,7 +55,7 @@ def test_export_writes_verified_files_listed_with_checksums(exported):
     assert 'PARAMETER stop "<|im_end|>"' in modelfile
     readme = (out / "merged" / "README.md").read_text()
     assert f"vllm serve {(out / 'merged').resolve()} --served-model-name proj" in readme
-    assert manifest["source"]["adapter_sha256"] == read_json(run / "train" / "manifest.json")["adapter_sha256"]
+    assert manifest["source"]["adapter_sha256"] == read_json(run / "train" / MANIFEST)["adapter_sha256"]
 
 
 def test_a_second_export_of_the_same_model_does_nothing(exported, monkeypatch):

@@ -10,8 +10,9 @@ import pytest
 from conftest import make_cfg
 
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, read_json, read_jsonl, write_jsonl
+from harness.io import read_json, read_jsonl, write_jsonl
 from harness.models.tiny import CHAT_TEMPLATE
+from harness.rundir import DATASET_CARD, RECORDS, write_stage
 from harness.stages import run_stage
 
 
@@ -25,9 +26,8 @@ def model_copy(tiny_model: str, dst: Path, template: bool = True) -> Path:
 
 def write_records(run_dir: Path, records: list[dict]) -> None:
     """A finished mine stage with exactly these records."""
-    write_jsonl(run_dir / "mine" / "records.jsonl", records)
-    atomic_write_json(run_dir / "mine" / "stage.json", {"stage": "mine", "fingerprint": "given",
-                                                        "summary": {}})
+    write_jsonl(run_dir / "mine" / RECORDS, records)
+    write_stage(run_dir / "mine", "mine", "given", {})
 
 
 def test_format_stage_writes_the_dataset_its_card_and_a_held_out_split(tmp_path, history_repo,
@@ -40,9 +40,9 @@ def test_format_stage_writes_the_dataset_its_card_and_a_held_out_split(tmp_path,
                    harness_cache)
     card = run_stage(cfg, "format")
     out = tmp_path / "run" / "format"
-    assert read_json(out / "dataset_card.json") == card
+    assert read_json(out / DATASET_CARD) == card
     ds = load_from_disk(str(out / "dataset"))
-    mined = list(read_jsonl(tmp_path / "run" / "mine" / "records.jsonl"))
+    mined = list(read_jsonl(tmp_path / "run" / "mine" / RECORDS))
     pairs = [r for r in mined if r["split"] == "train" and r["kind"] != "fim_source"]
     kinds, dropped = card["examples"], card["dropped"]
     chat = sum(n for k, n in kinds.items() if k not in ("fim_psm", "fim_spm", "code"))

@@ -10,6 +10,7 @@ from conftest import make_cfg
 from harness.errors import HarnessError
 from harness.gate.thresholds import freeze_thresholds
 from harness.io import atomic_write_json, read_json, write_jsonl
+from harness.rundir import JUDGE_SCORES, METRICS, MODELS, THRESHOLDS, VERDICT, samples, write_stage
 from harness.stages import run_stage
 
 SAME = ([1, 0] * 50, [1, 0] * 50)
@@ -25,21 +26,21 @@ def write_eval(run_dir, humaneval=SAME, mbpp=SAME, fim=([0] * 100, [1] * 10 + [0
                judge=([3.0] * 20, [4.0] * 20), reliability=RELIABLE, length_rho=0.1):
     """Per-sample files for each task, and metrics.json with the judge's measured reliability;
     `None` leaves a task (or the reliability) out."""
-    samples = run_dir / "eval" / "samples"
+    eval_dir = run_dir / "eval"
     for task, values, key in (("humaneval", humaneval, "passed"), ("mbpp", mbpp, "passed"),
                               ("fim", fim, "exact_match")):
-        for label, vals in zip(("base", "candidate"), values, strict=True) if values else ():
-            write_jsonl(samples / f"{task}.{label}.jsonl",
+        for label, vals in zip(MODELS, values, strict=True) if values else ():
+            write_jsonl(eval_dir / samples(task, label),
                         [{"item_id": f"{task}/{i}", key: v} for i, v in enumerate(vals)])
-    for label, vals in zip(("base", "candidate"), judge, strict=True):
-        write_jsonl(samples / f"judge_scores.{label}.jsonl",
+    for label, vals in zip(MODELS, judge, strict=True):
+        write_jsonl(eval_dir / samples(JUDGE_SCORES, label),
                     [{"item_id": f"c{i}", "criterion": c, "score": v, "weighted_score": None}
                      for i, v in enumerate(vals) for c in ("correctness", "convention_adherence")])
     criteria = ("correctness", "convention_adherence")
-    atomic_write_json(run_dir / "eval" / "metrics.json", {"judge": {
+    atomic_write_json(run_dir / "eval" / METRICS, {"judge": {
         **({"reliability": {"criteria": dict.fromkeys(criteria, reliability)}} if reliability else {}),
         "length_bias": {c: {"spearman": length_rho, "n": 40} for c in criteria}}})
-    atomic_write_json(run_dir / "eval" / "stage.json", {"fingerprint": "eval-fp", "summary": {}})
+    write_stage(run_dir / "eval", "eval", "eval-fp", {})
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def cfg(tmp_path):
 
 
 def verdict_of(tmp_path) -> dict:
-    return read_json(tmp_path / "run" / "gate" / "verdict.json")
+    return read_json(tmp_path / "run" / "gate" / VERDICT)
 
 
 def test_no_regression_and_real_gains_deploy(cfg, tmp_path):
@@ -115,7 +116,7 @@ def test_thresholds_changed_after_eval_are_flagged_and_block_deploy(cfg, tmp_pat
 
 def test_a_hand_edited_frozen_file_is_detected(cfg, tmp_path):
     write_eval(tmp_path / "run")
-    path = tmp_path / "run" / "thresholds.json"
+    path = tmp_path / "run" / THRESHOLDS
     frozen = json.loads(path.read_text())
     frozen["gate"]["checks"]["humaneval"]["fail"] = 0.5
     path.write_text(json.dumps(frozen))
@@ -128,7 +129,7 @@ def test_an_invalid_gate_is_refused_when_eval_freezes_it(tmp_path):
     bad = make_cfg(tmp_path / "run", overrides=["gate.checks.fim.rule=at_least"])
     with pytest.raises(HarnessError, match=r"gate\.checks\.fim\.rule"):
         freeze_thresholds(bad)
-    assert not (tmp_path / "run" / "thresholds.json").exists()
+    assert not (tmp_path / "run" / THRESHOLDS).exists()
 
 
 def test_an_unreliable_judge_makes_its_check_inconclusive_with_the_figures(cfg, tmp_path):

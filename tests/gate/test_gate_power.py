@@ -13,6 +13,7 @@ from harness.eval.stage import Plan, power_plan
 from harness.gate.power import half_width, min_detectable_effect
 from harness.gate.thresholds import freeze_thresholds
 from harness.io import read_json
+from harness.rundir import VERDICT
 from harness.stages import run_stage
 
 POOLED = ["gate.checks.convention_adherence=null"]  # the default forgetting checks alone
@@ -42,7 +43,7 @@ def test_a_pooled_check_decides_where_each_benchmark_alone_is_inconclusive(tmp_p
     summary = run_stage(cfg, "gate")
     assert summary["checks"]["humaneval"] == "inconclusive"  # 20 of 164 flipped, net zero
     assert summary["checks"]["forgetting"] == "pass" and summary["verdict"] == "deploy"
-    verdict = read_json(tmp_path / "run" / "gate" / "verdict.json")
+    verdict = read_json(tmp_path / "run" / "gate" / VERDICT)
     pooled = next(c for c in verdict["checks"] if c["name"] == "forgetting")
     assert pooled["n"] == 664 and pooled["power"]["flips"] == 40 and pooled["power"]["decidable"]
     alone = next(c for c in verdict["checks"] if c["name"] == "humaneval")

@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import make_cfg
 
 from harness import benchmarks
-from harness.io import atomic_write_json
+from harness.rundir import RECORDS, samples, write_stage
 from harness.stages import fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def eval_fingerprint(tmp_path: Path, rubric: Path) -> str:
     cfg = make_cfg(tmp_path / "run", overrides=[f"judge.rubric={rubric}"])
     # the finished upstream stage, as the stage runner leaves it
-    atomic_write_json(tmp_path / "run" / "train" / "stage.json", {"fingerprint": "train-fp"})
+    write_stage(tmp_path / "run" / "train", "train", "train-fp", {})
     return fingerprint(cfg, "eval")
 
 
@@ -59,12 +59,11 @@ def test_an_edited_rubric_re_judges_the_same_answers_without_regenerating(tmp_pa
     from harness.stages import run_stage
 
     run = tmp_path / "run"
-    write_jsonl(run / "mine" / "records.jsonl", [
+    write_jsonl(run / "mine" / RECORDS, [
         {"id": f"c{i}", "kind": "commit", "split": "test", "instruction": f"Add helper {i}",
          "response": f"+def helper_{i}(x):\n+    return x + {i}"} for i in range(2)])
     for name in ("mine", "train"):
-        atomic_write_json(run / name / "stage.json", {"stage": name, "fingerprint": name,
-                                                      "summary": {}})
+        write_stage(run / name, name, name, {})
     make_adapter(tiny_model, run / "train" / "adapter")
     rubric = tmp_path / "rubric.yaml"
     shutil.copy(ROOT / "judges" / "code_change.yaml", rubric)
@@ -80,7 +79,7 @@ def test_an_edited_rubric_re_judges_the_same_answers_without_regenerating(tmp_pa
             cfg = make_cfg(run, cache_dir=tmp_path / "cache", overrides=[
                 *only_the_judge, f"judge.base_url='{server.base_url}'", *overrides])
             run_stage(cfg, "eval")
-        return list(read_jsonl(run / "eval" / "samples" / "answers.candidate.jsonl")), server
+        return list(read_jsonl(run / "eval" / samples("answers", "candidate"))), server
 
     first, server = evaluate()
     assert len(server.requests) == 2 * 2 * 3  # items x models x criteria

@@ -14,6 +14,7 @@ from harness.eval.judging import run_judge
 from harness.gate.thresholds import freeze_thresholds
 from harness.io import atomic_write_json, read_json, read_jsonl
 from harness.judge.reliability import corruptions
+from harness.rundir import METRICS, VERDICT, write_stage
 from harness.stages import run_stage
 
 RUBRIC = Path(__file__).resolve().parents[2] / "judges" / "code_change.yaml"
@@ -63,11 +64,11 @@ def judged_run(tmp_path: Path, script, pairwise: bool = True):
     with FakeJudge(script) as server:
         cfg.judge.base_url = server.base_url
         summary = run_judge(cfg, out, "unused", ITEMS, ANSWERS)
-    atomic_write_json(out / "metrics.json", {"judge": summary})
-    atomic_write_json(out / "stage.json", {"fingerprint": "eval-fp", "summary": {}})
+    atomic_write_json(out / METRICS, {"judge": summary})
+    write_stage(out, "eval", "eval-fp", {})
     cfg.judge.base_url = "http://placeholder"  # as frozen: the gate must not see a change
     verdict = run_stage(cfg, "gate")
-    check = read_json(tmp_path / "run" / "gate" / "verdict.json")["checks"][0]
+    check = read_json(tmp_path / "run" / "gate" / VERDICT)["checks"][0]
     return summary, verdict, check, server
 
 
@@ -181,8 +182,8 @@ def test_the_offline_default_judge_says_in_the_first_lines_that_it_is_the_model_
     out = tmp_path / "run" / "eval"
     summary = run_judge(cfg, out, tiny_model, ITEMS[:2], {k: v[:2] for k, v in ANSWERS.items()})
     assert summary["settings"]["judge_is_model_under_test"] is True
-    atomic_write_json(out / "metrics.json", {"judge": summary})
-    atomic_write_json(out / "stage.json", {"fingerprint": "eval-fp", "summary": {}})
+    atomic_write_json(out / METRICS, {"judge": summary})
+    write_stage(out, "eval", "eval-fp", {})
     run_stage(cfg, "gate")
     first = report_of(tmp_path / "run").split("\n\n")[1]  # the paragraph under the title
     assert first.startswith("**The LLM judge is the model under test**")

@@ -9,6 +9,15 @@ import conftest
 from conftest import make_cfg
 
 from harness.io import atomic_write_json, sha256_tree
+from harness.rundir import (
+    DATASET_CARD,
+    MANIFEST,
+    METRICS,
+    MINE_STATS,
+    RECORDS,
+    VERDICT,
+    write_stage,
+)
 
 
 def compose(run_dir: Path, overrides: list[str] = ()):
@@ -25,8 +34,7 @@ def make_adapter(base: str, out: Path, seed: int) -> Path:
 
 
 def _stage(path: Path, name: str) -> None:
-    atomic_write_json(path / "stage.json", {"stage": name, "fingerprint": f"test-{name}",
-                                            "summary": {}})
+    write_stage(path, name, f"test-{name}", {})
 
 
 def make_run(runs: Path, name: str, base: str, seed: int, decision: str = "deploy",
@@ -37,24 +45,24 @@ def make_run(runs: Path, name: str, base: str, seed: int, decision: str = "deplo
     from harness.format.card import template_hash, tokenizer_hash
 
     run = runs / name
-    atomic_write_json(run / "mine" / "mine_stats.json", {"repo": repo, "head": "0" * 40})
-    (run / "mine" / "records.jsonl").write_text("")
+    atomic_write_json(run / "mine" / MINE_STATS, {"repo": repo, "head": "0" * 40})
+    (run / "mine" / RECORDS).write_text("")
     _stage(run / "mine", "mine")
-    atomic_write_json(run / "format" / "dataset_card.json", {"content_hash": f"data-{repo}"})
+    atomic_write_json(run / "format" / DATASET_CARD, {"content_hash": f"data-{repo}"})
     _stage(run / "format", "format")
     adapter = make_adapter(base, run / "train" / "adapter", seed)
     tok = AutoTokenizer.from_pretrained(base)
-    atomic_write_json(run / "train" / "manifest.json", {
+    atomic_write_json(run / "train" / MANIFEST, {
         "base_model": base, "base_model_id": "tiny", "base_model_revision": None,
         "tokenizer_hash": tokenizer_hash(tok), "template_hash": template_hash(tok),
         "adapter_sha256": sha256_tree(adapter), "backend": "hf", "method": "lora", "seed": seed,
         "versions": {"transformers": "5.17.0"},
         "config": {"model": {"fim": {"prefix": "<|fim_prefix|>"}}}})
     _stage(run / "train", "train")
-    atomic_write_json(run / "eval" / "metrics.json", {"settings": {"adapter": str(adapter)}})
+    atomic_write_json(run / "eval" / METRICS, {"settings": {"adapter": str(adapter)}})
     _stage(run / "eval", "eval")
     reasons = [] if decision == "deploy" else ["fail: humaneval"]
-    atomic_write_json(run / "gate" / "verdict.json", {
+    atomic_write_json(run / "gate" / VERDICT, {
         "decision": decision, "reasons": reasons, "checks": [], "thresholds_sha256": "f" * 64})
     _stage(run / "gate", "gate")
     return run

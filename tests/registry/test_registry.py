@@ -15,6 +15,7 @@ from harness.errors import HarnessError
 from harness.io import read_json, sha256_tree
 from harness.registry.commands import live_adapters, promote, promote_run, rollback, status
 from harness.registry.store import Registry
+from harness.rundir import STAGE_JSON
 from harness.serve.cli import adapters_for
 
 
@@ -91,8 +92,8 @@ def test_an_adapter_changed_after_training_or_after_eval_is_refused(tiny_model, 
     with pytest.raises(HarnessError, match="modified after training"):
         promote_run(run, registry)
     weights.write_bytes(original)
-    stamp = (run / "gate" / "stage.json").stat().st_mtime + 60
-    os.utime(run / "train" / "stage.json", (stamp, stamp))  # trained again after the verdict
+    stamp = (run / "gate" / STAGE_JSON).stat().st_mtime + 60
+    os.utime(run / "train" / STAGE_JSON, (stamp, stamp))  # trained again after the verdict
     with pytest.raises(HarnessError, match="trained again after it was evaluated"):
         promote_run(run, registry)
     assert not (registry / "project").exists()

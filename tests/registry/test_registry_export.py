@@ -12,6 +12,7 @@ from harness.errors import HarnessError
 from harness.io import read_json, sha256_file
 from harness.registry.commands import live_exports, promote, rollback, status
 from harness.registry.store import Registry
+from harness.rundir import MANIFEST
 
 EXPORT = ["export.on_promote=true", "export.types=[f16]", "export.ollama.type=f16",
           "export.verify.new_tokens=4"]
@@ -33,7 +34,7 @@ def test_promotion_keeps_the_export_and_rollback_restores_the_previous_one(runs,
     first = promote(compose(runs["r1"], [f"registry.dir={registry}", *EXPORT]))
     info = read_json(registry / "project" / "versions" / "v0001" / "inference.json")
     assert info["export"]["gguf"]["f16"]["status"] == "pass"
-    assert first["export_sha256"] == sha256_file(runs["r1"] / "export" / "manifest.json")
+    assert first["export_sha256"] == sha256_file(runs["r1"] / "export" / MANIFEST)
     r1_gguf = sha256_file(next((runs["r1"] / "export" / "gguf").glob("*-f16.gguf")))
     assert live_gguf_sha(registry) == r1_gguf
     assert (Path(live_exports(registry)["project"]) / "gguf" / "Modelfile").exists()

@@ -11,6 +11,7 @@ from registry_runs import compose, make_run
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, read_json, sha256_tree, umask
 from harness.registry.merge import merge_adapters
+from harness.rundir import MANIFEST, METRICS, STAGE_JSON
 from harness.stages import run_stage
 
 PROMPT = "def add(a, b):\n    return"
@@ -48,12 +49,12 @@ def test_a_linear_merge_with_weights_one_and_zero_is_the_first_adapter(runs, tin
     merged = runs["alpha"].parent / "only-alpha"
     assert torch.allclose(logits(tiny_model, out["adapter"]),
                           logits(tiny_model, runs["alpha"] / "train" / "adapter"), atol=1e-5)
-    manifest = read_json(merged / "train" / "manifest.json")
+    manifest = read_json(merged / "train" / MANIFEST)
     assert manifest["method"] == "merge:linear" and manifest["base_model"] == tiny_model
     assert manifest["adapter_sha256"] == sha256_tree(merged / "train" / "adapter")
     assert {p.stat().st_mode & 0o777 for p in (merged / "train" / "adapter").iterdir()} == {0o666 & ~umask()}
     assert [s["weight"] for s in manifest["sources"]] == [1.0, 0.0]
-    assert read_json(merged / "mine" / "stage.json") == read_json(runs["alpha"] / "mine" / "stage.json")
+    assert read_json(merged / "mine" / STAGE_JSON) == read_json(runs["alpha"] / "mine" / STAGE_JSON)
 
 
 def test_a_ties_merge_is_evaluated_like_any_candidate(runs, tiny_model, harness_cache):
@@ -67,7 +68,7 @@ def test_a_ties_merge_is_evaluated_like_any_candidate(runs, tiny_model, harness_
     for other in (None, runs["alpha"] / "train" / "adapter", runs["beta"] / "train" / "adapter"):
         assert not torch.allclose(merged, logits(tiny_model, other), atol=1e-4)
     run_stage(cfg, "eval")  # the eval stage takes the merged run without retraining
-    metrics = read_json(runs["alpha"].parent / "ties" / "eval" / "metrics.json")
+    metrics = read_json(runs["alpha"].parent / "ties" / "eval" / METRICS)
     assert metrics["settings"]["adapter"] == out["adapter"]
     assert metrics["humaneval"]["candidate"]["n"] == 1
 

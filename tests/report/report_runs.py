@@ -16,6 +16,18 @@ from harness.eval.records import match_metrics, pass_metrics, row
 from harness.gate import stage as gate_stage
 from harness.gate.thresholds import freeze_thresholds
 from harness.io import atomic_write_json, sha256_text, write_jsonl
+from harness.rundir import (
+    DATASET_CARD,
+    JUDGE_SCORES,
+    MANIFEST,
+    METRICS,
+    MINE_STATS,
+    RECORDS,
+    SAMPLES,
+    TRAIN_LOG,
+    samples,
+    write_stage,
+)
 
 CRITERIA = ("correctness", "convention_adherence", "completeness")
 ITEMS = 12
@@ -26,8 +38,7 @@ def compose(run_dir: Path, overrides: list[str] = ()):
 
 
 def _stage(path: Path, name: str) -> None:
-    atomic_write_json(path / "stage.json", {"stage": name, "fingerprint": f"test-{name}",
-                                            "summary": {}})
+    write_stage(path, name, f"test-{name}", {})
 
 
 def _codegen(task: str, problems, quality: int, rng: random.Random) -> dict[str, list[dict]]:
@@ -55,16 +66,16 @@ def make_run(root: Path, name: str, quality: int = 2, judge: bool = True, pairwi
     cfg = compose(run, [f"run_name={name}", f"report_dir={root / 'reports' / name}",
                         "gate.decision.min_items=5", *overrides])
     rng = random.Random(quality)
-    atomic_write_json(run / "mine" / "mine_stats.json", {
+    atomic_write_json(run / "mine" / MINE_STATS, {
         "repo": "project", "head": "a" * 40, "commits_seen": 40, "cutoff": "2024-01-13T12:00:00+00:00",
         "dropped": {"merge": 3, "bot": 2, "near_duplicate": 5}, "files_dropped": {"skipped_path": 1},
         "secrets_redacted": {"AWS Access Key": 1}, "decontaminated": {}, "negatives": 1,
         "kept": {"commit/train": 20, "commit/test": 5, "fim_source/test": 4},
         "sources": {"commit": {"in": 30, "out": 25, "dropped": {"merge": 3, "bot": 2}},
                     "fim_source": {"in": 9, "out": 4, "dropped": {"near_duplicate": 5}}}})
-    write_jsonl(run / "mine" / "records.jsonl", [{"id": "r1", "kind": "commit", "split": "test"}])
+    write_jsonl(run / "mine" / RECORDS, [{"id": "r1", "kind": "commit", "split": "test"}])
     _stage(run / "mine", "mine")
-    atomic_write_json(run / "format" / "dataset_card.json", {
+    atomic_write_json(run / "format" / DATASET_CARD, {
         "content_hash": "d" * 64, "examples": {"commit": 20, "fim_psm": 8}, "tokens": 9000,
         "supervised_tokens": 4000, "max_length": 256, "dropped": {"too_long": 2},
         "length_histogram": [{"from": 0, "to": 127, "count": 10}, {"from": 128, "to": 255, "count": 18}],
@@ -72,9 +83,9 @@ def make_run(root: Path, name: str, quality: int = 2, judge: bool = True, pairwi
     _stage(run / "format", "format")
     steps = range(1, 11)
     if train_log:
-        write_jsonl(run / "train" / "train_log.jsonl",
+        write_jsonl(run / "train" / TRAIN_LOG,
                     [{"step": s, "loss": 2.0 / s + 0.5} for s in steps] + [{"step": 10, "eval_loss": 0.9}])
-    atomic_write_json(run / "train" / "manifest.json", {
+    atomic_write_json(run / "train" / MANIFEST, {
         "base_model": "/models/tiny", "base_model_id": "tiny", "base_model_revision": None,
         "tokenizer_hash": "t" * 64, "template_hash": "p" * 64, "dataset_hash": "d" * 64,
         "adapter_sha256": "a" * 64, "backend": "hf", "method": "lora", "device": "cpu",
@@ -84,21 +95,21 @@ def make_run(root: Path, name: str, quality: int = 2, judge: bool = True, pairwi
         "config": {"train": {"lr": 2e-4, "batch_size": 4, "lora": {"r": 16, "alpha": 32}}}})
     _stage(run / "train", "train")
 
-    samples = run / "eval" / "samples"
+    eval_dir = run / "eval"
     metrics: dict = {"settings": {"engine": "hf", "runner": "harness", "scorer": "sandbox",
                                   "decoding": "greedy", "batch_size": 4, "max_new_tokens": 32,
                                   "prompts_sha256": {"humaneval": "h" * 64}},
                      "sandbox": {"mode": "bwrap"}}
     for task, problems in (("humaneval", load_humaneval(ITEMS)), ("mbpp", load_mbpp(ITEMS))):
         for label, rows in _codegen(task, problems, quality, rng).items():
-            write_jsonl(samples / f"{task}.{label}.jsonl", rows)
+            write_jsonl(eval_dir / samples(task, label), rows)
             metrics.setdefault(task, {})[label] = pass_metrics(rows, [1])
     if fim:
         for label, hits in (("base", 3), ("candidate", 3 + quality)):
             rows = [row("fim", f"pkg/mod.py@abc:{i}", label, f"h{i}", "x = 1\n", expected="x = 1\n",
                         exact_match=float(i < hits), first_line_exact_match=float(i < hits + 1),
                         edit_similarity=0.5 + 0.04 * (i < hits)) for i in range(ITEMS)]
-            write_jsonl(samples / f"fim.{label}.jsonl", rows)
+            write_jsonl(eval_dir / samples("fim", label), rows)
             metrics.setdefault("fim", {})[label] = match_metrics(rows)
     if judge:
         scores = {}
@@ -110,7 +121,7 @@ def make_run(root: Path, name: str, quality: int = 2, judge: bool = True, pairwi
                               "usage": {"prompt_tokens": 100, "completion_tokens": 1},
                               "cost_usd": 0.0, "cached": False}
                              for i in range(ITEMS) for c in CRITERIA]
-            write_jsonl(samples / f"judge_scores.{label}.jsonl", scores[label])
+            write_jsonl(eval_dir / samples(JUDGE_SCORES, label), scores[label])
         metrics["judge"] = {label: summarize(rows) for label, rows in scores.items()}
         metrics["judge"].update(rubric={"name": "code_change", "version": "2"},
                                 settings={"model": "base", "output": "choice"},
@@ -130,9 +141,9 @@ def make_run(root: Path, name: str, quality: int = 2, judge: bool = True, pairwi
                       "parse_ok": True, "first_try_ok": True,
                       "usage": {"prompt_tokens": 200, "completion_tokens": 2}, "cost_usd": 0.0,
                       "cached": False} for i in range(ITEMS) for c in CRITERIA]
-            write_jsonl(samples / "judge_pairwise.jsonl", pairs)
+            write_jsonl(eval_dir / SAMPLES / "judge_pairwise.jsonl", pairs)
             metrics["judge"]["pairwise"] = summarize_pairwise(pairs)
-    atomic_write_json(run / "eval" / "metrics.json", metrics)
+    atomic_write_json(run / "eval" / METRICS, metrics)
     freeze_thresholds(cfg)
     _stage(run / "eval", "eval")
     gate_stage.run(cfg, run / "gate")

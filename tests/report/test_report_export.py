@@ -6,6 +6,7 @@ from report_runs import make_run
 
 from harness.io import atomic_write_json, read_json
 from harness.report import stage
+from harness.rundir import EVIDENCE, MANIFEST
 
 
 def verification(status: str, top1: float, err: float, greedy: float) -> dict:
@@ -16,7 +17,7 @@ def verification(status: str, top1: float, err: float, greedy: float) -> dict:
 
 def test_the_export_section_lists_each_file_against_the_merged_model(tmp_path):
     cfg, run = make_run(tmp_path, "shipped", quality=3)
-    atomic_write_json(run / "export" / "manifest.json", {  # as `harness export` writes it
+    atomic_write_json(run / "export" / MANIFEST, {  # as `harness export` writes it
         "name": "shipped", "vllm": {"command": "vllm serve runs/shipped/export/merged"},
         "ollama": {"modelfile": "gguf/Modelfile"},
         "gguf": {"f16": {"file": "shipped-f16.gguf", "bytes": 270885600,
@@ -31,7 +32,7 @@ def test_the_export_section_lists_each_file_against_the_merged_model(tmp_path):
     md = (folder / "report.md").read_text()
     assert "## Export (GGUF, Ollama, vLLM)" in md and "merged model's edit similarity 0.218" in md
     assert "| q4_0 | shipped-q4_0.gguf | 77570848 | warn | yes | 0.828 | 13.300 | 0.000 | 0.335 | 0.200 |" in md
-    evidence = read_json(folder / "evidence.json")
+    evidence = read_json(folder / EVIDENCE)
     assert evidence["export"]["files"]["f16"]["status"] == "pass"
 
 

@@ -11,6 +11,7 @@ from report_runs import make_run
 
 from harness.io import read_json, sha256_file
 from harness.report import stage
+from harness.rundir import EVIDENCE, VERDICT
 
 
 @pytest.fixture(scope="module")
@@ -21,11 +22,11 @@ def report(tmp_path_factory) -> dict:
     folder = root / "reports" / "good"
     return {"run": run, "dir": folder, "out": out, "md": (folder / "report.md").read_text(),
             "html": (folder / "report.html").read_text(),
-            "evidence": read_json(folder / "evidence.json")}
+            "evidence": read_json(folder / EVIDENCE)}
 
 
 def test_the_gate_table_has_values_thresholds_intervals_and_verdicts(report):
-    verdict = read_json(report["run"] / "gate" / "verdict.json")
+    verdict = read_json(report["run"] / "gate" / VERDICT)
     assert report["evidence"]["verdict"] == verdict
     assert f"**{verdict['decision'].upper()}**" in report["md"]
     judge = next(c for c in verdict["checks"] if c["name"] == "convention_adherence")
@@ -120,7 +121,7 @@ def test_absent_sections_say_not_run(tmp_path):
     md = (tmp_path / "reports" / "bare" / "report.md").read_text()
     assert "## FIM on held-out holes\n\nNot run" in md and "## LLM judge\n\nNot run" in md
     assert "**convention_adherence** (missing)" in md
-    evidence = json.loads((tmp_path / "reports" / "bare" / "evidence.json").read_text())
+    evidence = json.loads((tmp_path / "reports" / "bare" / EVIDENCE).read_text())
     assert evidence["judge"] is None and evidence["fim"] is None and evidence["loss_curve"] == []
     assert "loss" not in evidence["plots"] and "eval/samples/judge_scores.base.jsonl" not in evidence["inputs"]
 
@@ -141,7 +142,7 @@ def test_a_crash_while_writing_leaves_the_previous_report(tmp_path, monkeypatch)
 
 
 def test_the_power_of_each_pass_fail_check_is_stated(report):
-    verdict = read_json(report["run"] / "gate" / "verdict.json")
+    verdict = read_json(report["run"] / "gate" / VERDICT)
     pooled = next(c for c in verdict["checks"] if c["name"] == "forgetting")
     p = pooled["power"]
     assert pooled["metric"] == "humaneval.pass@1 + mbpp.pass@1" and p["n"] == pooled["n"]

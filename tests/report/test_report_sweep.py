@@ -10,7 +10,7 @@ from harness.errors import HarnessError
 from harness.io import read_json
 from harness.report import stage
 from harness.report.sweep import sweep_report
-from harness.rundir import EVIDENCE, REPORT_MD
+from harness.rundir import EVIDENCE, REPORT_MD, VERDICT
 from harness.sweep import summarize
 
 JOBS = {"0": ("1e-4", 1), "1": ("3e-4", 5), "2": ("1e-3", -2)}  # job: (train.lr, quality)
@@ -36,12 +36,12 @@ def sweep(tmp_path_factory):
 def test_runs_are_ranked_by_the_gate_decision_then_its_margins(sweep):
     root, out = sweep
     folder = root / "reports" / "tune" / "sweep"
-    evidence = read_json(folder / "evidence.json")
+    evidence = read_json(folder / EVIDENCE)
     ranking = evidence["ranking"]
     assert [(r["job"], r["decision"]) for r in ranking] == [
         ("1", "deploy"), ("0", "inconclusive"), ("2", "no-deploy")]
     assert out["best"] == "1" and evidence["params"] == ["train.lr"]
-    verdict = read_json(root / "runs" / "tune" / "1" / "gate" / "verdict.json")
+    verdict = read_json(root / "runs" / "tune" / "1" / "gate" / VERDICT)
     humaneval = next(c for c in verdict["checks"] if c["name"] == "humaneval")
     assert ranking[0]["checks"]["humaneval"]["slack"] == humaneval["ci"][0] - humaneval["margin"]
     assert ranking[0]["min_slack"] == min(c["slack"] for c in ranking[0]["checks"].values())

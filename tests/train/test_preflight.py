@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from harness.errors import HarnessError
+from harness.rundir import write_stage
 from harness.serve.app import ServerThread
 from harness.train import preflight
 
@@ -117,7 +118,7 @@ def test_pending_counts_the_unfinished_upstream_stages(cfg_for):
     cfg = cfg_for()
     assert preflight.pending(cfg, ["eval"]) == ["mine", "format", "train", "eval"]
     (cfg_dir := preflight_stage(cfg, "train")).mkdir(parents=True)
-    (cfg_dir / "stage.json").write_text("{}")
+    write_stage(cfg_dir, "train", "t", {})
     assert preflight.pending(cfg, ["eval"]) == ["eval"]
 
 
@@ -134,7 +135,7 @@ def test_the_memory_settings_never_change_what_training_produces(cfg_for):
 
     done = preflight_stage(cfg_for(), "format")
     done.mkdir(parents=True)
-    (done / "stage.json").write_text('{"fingerprint": "f"}')
+    write_stage(done, "format", "f", {})
     assert fingerprint(cfg_for(), "train") == fingerprint(
         cfg_for("train.memory.check=false", "train.memory.headroom=0.5"), "train")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from conftest import make_cfg
 
 from harness.io import read_json, umask
+from harness.rundir import MANIFEST
 from harness.train.merge import merge
 
 TRAIN = ["data.format.max_length=128", "train.batch_size=4", "train.lr=1e-2", "train.max_steps=4",
@@ -24,7 +25,7 @@ def test_merged_model_loads_with_stock_transformers_and_matches_the_adapter(tmp_
     summary = merge(cfg)  # trains first: this run had no adapter yet
     out = tmp_path / "run" / "merged"
     assert Path(summary["path"]) == out.resolve() and not (tmp_path / "run" / "merged.partial").exists()
-    manifest = read_json(tmp_path / "run" / "train" / "manifest.json")
+    manifest = read_json(tmp_path / "run" / "train" / MANIFEST)
     assert read_json(out / "merge.json")["adapter_sha256"] == manifest["adapter_sha256"]
     assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o666 & ~umask()}  # not 0600
 

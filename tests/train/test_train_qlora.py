@@ -10,6 +10,7 @@ from conftest import make_cfg
 
 from harness.errors import HarnessError
 from harness.io import read_json
+from harness.rundir import MANIFEST
 from harness.stages import run_stage
 from harness.train.stage import build_trainer
 
@@ -30,7 +31,7 @@ def test_qlora_trains_an_adapter_over_nf4_weights(tmp_path, history_repo, harnes
     summary = run_stage(cfg, "train")
     assert summary["method"] == "qlora" and summary["global_step"] == 10
     assert summary["last_loss"] < summary["first_loss"] - 0.3
-    assert read_json(tmp_path / "run" / "train" / "manifest.json")["config"]["train"]["qlora"][
+    assert read_json(tmp_path / "run" / "train" / MANIFEST)["config"]["train"]["qlora"][
         "quant_type"] == "nf4"
 
 

@@ -18,6 +18,7 @@ import pytest
 from conftest import make_cfg
 
 from harness.io import read_json, read_jsonl
+from harness.rundir import MANIFEST, TRAIN_LOG
 from harness.stages import run_stage
 from harness.train.checkpoints import complete
 
@@ -53,11 +54,11 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, history_re
                          stderr=subprocess.STDOUT, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:]
     train = tmp_path / "runs" / "k" / "train"
-    manifest = read_json(train / "manifest.json")
+    manifest = read_json(train / MANIFEST)
     resumed = int(manifest["resumed_from"].split("-")[1])
     assert 8 <= resumed <= saved[-1] and f"resuming from {ckpts / manifest['resumed_from']}" in res.stdout
     assert manifest["global_step"] == STEPS and "cannot be resumed" not in res.stdout
-    history = list(read_jsonl(train / "train_log.jsonl"))
+    history = list(read_jsonl(train / TRAIN_LOG))
     losses = {h["step"]: h["loss"] for h in history if "loss" in h}
     assert set(range(1, resumed + 1)) <= set(losses)  # restored from the checkpoint: one per step
     after = sorted(s for s in losses if s > resumed)  # then every 3rd step, every save and the last
@@ -68,7 +69,7 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, history_re
     # reported loss is over the whole run (transformers' own averages the resumed part only)
     cfg = make_cfg(tmp_path / "straight", history_repo, ARGS, harness_cache)
     straight_summary = run_stage(cfg, "train")
-    straight = {h["step"]: h["loss"] for h in read_jsonl(tmp_path / "straight" / "train" / "train_log.jsonl")
+    straight = {h["step"]: h["loss"] for h in read_jsonl(tmp_path / "straight" / "train" / TRAIN_LOG)
                 if "loss" in h}
     previous = 0
     for step in sorted(losses):  # each logged loss is the mean over the steps since the last one
@@ -77,17 +78,17 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, history_re
             assert abs(losses[step] - expected) < 1e-4, (step, losses[step], expected)
         previous = step
     assert abs(manifest["train_loss"] - straight_summary["train_loss"]) < 1e-4
-    straight_manifest = read_json(tmp_path / "straight" / "train" / "manifest.json")
+    straight_manifest = read_json(tmp_path / "straight" / "train" / MANIFEST)
     assert abs(straight_summary["train_loss"] - straight_manifest["train_loss_this_attempt"]) < 1e-6
 
     # raising max_steps continues the finished run from its last checkpoint
     more = subprocess.run(command(history_repo, *CHANGED, f"train.max_steps={STEPS + 4}"), cwd=tmp_path,
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert more.returncode == 0, more.stdout[-3000:]
-    extended = read_json(train / "manifest.json")
+    extended = read_json(train / MANIFEST)
     assert extended["resumed_from"] == f"checkpoint-{STEPS}" and extended["global_step"] == STEPS + 4
     assert "continuing the finished run" in more.stdout
-    logged = [h["step"] for h in read_jsonl(train / "train_log.jsonl") if "loss" in h]
+    logged = [h["step"] for h in read_jsonl(train / TRAIN_LOG) if "loss" in h]
     assert logged[0] == 1 and logged[-1] == STEPS + 4 and len(logged) == len(set(logged))
 
 
@@ -140,5 +141,5 @@ def test_a_change_to_the_weights_sets_old_checkpoints_aside_until_the_new_run_is
     caplog.clear()
     summary = run_stage(first, "train")  # back to the first config: its work is resumed
     assert "resuming the work kept in" in caplog.text
-    assert read_json(run_dir / "train" / "manifest.json")["resumed_from"] in ("checkpoint-4", "checkpoint-8")
+    assert read_json(run_dir / "train" / MANIFEST)["resumed_from"] in ("checkpoint-4", "checkpoint-8")
     assert summary["global_step"] == 12 and not aside.exists() and not partial.exists()

@@ -14,6 +14,7 @@ from conftest import make_cfg
 
 from harness.errors import HarnessError
 from harness.io import read_json
+from harness.rundir import DATASET_CARD, MANIFEST
 from harness.stages import run_stage
 from harness.train.backends import select_backend
 from harness.train.stage import build_trainer
@@ -51,8 +52,8 @@ def test_lora_training_lowers_the_loss_and_writes_a_complete_manifest(formatted)
     summary = run_stage(formatted, "train")
     assert summary["global_step"] == 12 and summary["last_loss"] < summary["first_loss"] - 0.5
     train = Path(formatted.run_dir) / "train"
-    manifest = read_json(train / "manifest.json")
-    card = read_json(Path(formatted.run_dir) / "format" / "dataset_card.json")
+    manifest = read_json(train / MANIFEST)
+    card = read_json(Path(formatted.run_dir) / "format" / DATASET_CARD)
     assert manifest["backend"] == "hf" and manifest["method"] == "lora" and manifest["seed"] == 0
     assert manifest["dataset_hash"] == card["content_hash"]
     assert manifest["tokenizer_hash"] == card["tokenizer_hash"]
@@ -125,7 +126,7 @@ def test_identical_runs_store_identical_adapter_bytes(tmp_path, history_repo, ha
         train_dir = tmp_path / "runs" / name / "train"
         files = {str(p.relative_to(train_dir / "adapter")): sha256_file(p)
                  for p in sorted((train_dir / "adapter").rglob("*")) if p.is_file()}
-        return read_json(train_dir / "manifest.json")["adapter_sha256"], files
+        return read_json(train_dir / MANIFEST)["adapter_sha256"], files
 
     first, second = train("a", 1), train("b", 2)
     assert first[1] == second[1] and first[0] == second[0]

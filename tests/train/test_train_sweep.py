@@ -16,7 +16,7 @@ from conftest import make_cfg
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, read_json
 from harness.paths import CONF_DIR
-from harness.rundir import VERDICT
+from harness.rundir import MANIFEST, STAGE_JSON, VERDICT
 from harness.sweep import metric_value, objective, rank, summarize
 
 QUICK = ["data.format.max_length=128", "train.max_steps=3", "train.batch_size=2",
@@ -39,7 +39,7 @@ def fake_job(sweep: Path, num: int, overrides: list[str], eval_loss: float | Non
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if eval_loss is not None:
-        atomic_write_json(job / "train" / "manifest.json", {"eval_loss": eval_loss, "global_step": 3})
+        atomic_write_json(job / "train" / MANIFEST, {"eval_loss": eval_loss, "global_step": 3})
 
 
 def test_the_summary_ranks_jobs_by_the_metric_and_shows_what_varied(tmp_path):
@@ -84,13 +84,13 @@ def test_a_train_multirun_trains_every_point_and_writes_a_summary(tmp_path, hist
     out = run([sys.executable, "-m", "harness.cli", "train", "-m", "run_name=sw",
                f"data.repo={history_repo}", *QUICK, "train.lora.r=4,8"], tmp_path, harness_cache)
     sweep = tmp_path / "runs" / "sw"
-    losses = {n: read_json(sweep / n / "train" / "manifest.json")["eval_loss"] for n in ("0", "1")}
+    losses = {n: read_json(sweep / n / "train" / MANIFEST)["eval_loss"] for n in ("0", "1")}
     summary = read_json(sweep / "sweep_summary.json")
     assert summary["best"]["job"] == min(losses, key=losses.get)
     assert [r["overrides"] for r in summary["runs"]] == ["train.lora.r=4", "train.lora.r=8"]
     assert "Best run by `train.eval_loss` (minimize)" in out
     for job in ("0", "1"):  # each job ran (or restored) its own upstream stages
-        assert (sweep / job / "mine" / "stage.json").exists() and (sweep / job / "format").exists()
+        assert (sweep / job / "mine" / STAGE_JSON).exists() and (sweep / job / "format").exists()
     assert "format: restored from the stage cache" in out
 
 
@@ -108,7 +108,7 @@ def test_optuna_on_the_local_submitit_launcher_with_a_persistent_sqlite_study(tm
     study = optuna.load_study(study_name="opt", storage=db)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     for trial, job in zip(study.trials, ("0", "1"), strict=True):
-        manifest = read_json(sweep / job / "train" / "manifest.json")
+        manifest = read_json(sweep / job / "train" / MANIFEST)
         assert trial.value == manifest["eval_loss"]  # the objective is the summary metric
         assert manifest["config"]["train"]["lora"]["r"] == trial.params["train.lora.r"]
     assert read_json(sweep / "sweep_summary.json")["best"]["value"] == study.best_value
