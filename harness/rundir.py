@@ -47,6 +47,8 @@ MANIFEST = "manifest.json"
 # eval
 SAMPLES = "samples"
 JUDGE_SCORES = "judge_scores"  # samples(JUDGE_SCORES, model): one row per (item, criterion)
+JUDGE_PAIRWISE = "judge_pairwise.jsonl"  # in SAMPLES: base vs candidate, both orders
+JUDGE_RELIABILITY = "judge_reliability.jsonl"  # in SAMPLES: the judge on known answers
 BIGCODE = "bigcode"
 GENERATION_KEY = "generation_key.json"
 METRICS = "metrics.json"

@@ -25,9 +25,9 @@ from harness.judge.client import JudgeClient, Ledger
 from harness.judge.reliability import measure
 from harness.judge.scoring import Judge, JudgeItem, load_rubric
 from harness.paths import project_path
+from harness.rundir import JUDGE_PAIRWISE, JUDGE_RELIABILITY, JUDGE_SCORES, MODELS, SAMPLES, samples
 
 log = logging.getLogger(__name__)
-MODELS = ("base", "candidate")
 
 
 @contextlib.contextmanager
@@ -90,13 +90,13 @@ def run_judge(cfg: DictConfig, out: Path, model_ref: str, items: list[dict],
             reliability, checked = measure(judge, items[:n], judged["candidate"][:n],
                                            rel["seed"], rel["pairwise"])
     for label, rows in scores.items():
-        write_jsonl(out / "samples" / f"judge_scores.{label}.jsonl", rows)
+        write_jsonl(out / samples(JUDGE_SCORES, label), rows)
     summary = {label: summarize(rows) for label, rows in scores.items()}
     if pairs is not None:
-        write_jsonl(out / "samples" / "judge_pairwise.jsonl", pairs)
+        write_jsonl(out / SAMPLES / JUDGE_PAIRWISE, pairs)
         summary["pairwise"] = summarize_pairwise(pairs)
     if reliability is not None:
-        write_jsonl(out / "samples" / "judge_reliability.jsonl", checked)
+        write_jsonl(out / SAMPLES / JUDGE_RELIABILITY, checked)
         summary["reliability"] = reliability
         for name, r in reliability["criteria"].items():
             log.info("judge reliability [%s]: %d known-answer pairs, accuracy %s, pairwise "
@@ -109,7 +109,7 @@ def run_judge(cfg: DictConfig, out: Path, model_ref: str, items: list[dict],
     log.info("judge: %d new calls (%d more answered from the cache), %d prompt + %d "
              "completion tokens, $%.4f spent; samples in %s", usage["calls"], usage["cached_calls"],
              usage["prompt_tokens"], usage["completion_tokens"], usage["spent_usd"],
-             out / "samples")
+             out / SAMPLES)
     local = not cfg.judge.base_url
     return {**summary, "usage": usage,
             "rubric": {"name": judge.rubric.name, "version": judge.rubric.version},

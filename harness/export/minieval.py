@@ -15,13 +15,14 @@ from harness.errors import HarnessError
 from harness.eval import fim_task
 from harness.format.fim import FimTokens, Hole, fim_tokens, is_left_to_right
 from harness.io import read_jsonl
+from harness.rundir import RECORDS, stage_dir
 
 log = logging.getLogger(__name__)
 
 
 def held_out(run_dir: Path, n: int, context_lines: int, max_middle_lines: int, seed: int) -> list[tuple[str, Hole]]:
     """(item id, hole) from the run's mined held-out files; [] when the run has none."""
-    records = Path(run_dir) / "mine" / "records.jsonl"
+    records = stage_dir(run_dir, "mine") / RECORDS
     if not records.exists():
         return []
     sources = [r for r in read_jsonl(records) if r["kind"] == "fim_source" and r["split"] == "test"]

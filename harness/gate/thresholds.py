@@ -14,12 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 from harness.errors import HarnessError
 from harness.gate.rules import validate
 from harness.io import atomic_write_json, read_json, stable_hash
+from harness.rundir import THRESHOLDS
 
 log = logging.getLogger(__name__)
 
 
 def thresholds_path(cfg: DictConfig) -> Path:
-    return Path(cfg.run_dir) / "thresholds.json"
+    return Path(cfg.run_dir) / THRESHOLDS
 
 
 def current(cfg: DictConfig) -> dict:

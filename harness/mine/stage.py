@@ -42,6 +42,7 @@ from harness.mine.schedule import Workers, mine_commits, prefetch, read_files
 from harness.mine.secrets import Redactor
 from harness.mine.split import CHANGE_KINDS
 from harness.mine.worker import KEYS
+from harness.rundir import MINE_PREVIEW, MINE_STATS, NEGATIVES, RECORDS
 
 log = logging.getLogger(__name__)
 KIND_ORDER = (*CHANGE_KINDS, "docstring", "extra")
@@ -407,10 +408,10 @@ def run(cfg: DictConfig, out: Path) -> dict:
         if extra_files else None,
         "kept": {f"{k}/{s}": n for (k, s), n in sorted(count.items())},
     }
-    write_jsonl(out / "records.jsonl", (encoded.get(r["id"]) or _public(r) for r in records))
-    write_jsonl(out / "negatives.jsonl", (_public(r) for r in negatives))
-    atomic_write_json(out / "mine_stats.json", summary)
-    write_preview(records, int(o["preview"]), int(cfg.seed), out / "preview.md")
+    write_jsonl(out / RECORDS, (encoded.get(r["id"]) or _public(r) for r in records))
+    write_jsonl(out / NEGATIVES, (_public(r) for r in negatives))
+    atomic_write_json(out / MINE_STATS, summary)
+    write_preview(records, int(o["preview"]), int(cfg.seed), out / MINE_PREVIEW)
     clock.lap("write")
     log.info("mined %d records (%s) and %d negatives → %s; dropped %s; seconds: %s", len(records),
              summary["kept"], len(negatives), out, dict(stats.dropped), clock.laps)

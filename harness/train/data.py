@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.io import read_json
+from harness.rundir import DATASET_CARD
 
 log = logging.getLogger(__name__)
 COLUMNS = ["input_ids", "assistant_masks"]
@@ -23,7 +24,7 @@ def load_split(format_dir: Path, name: str, max_length: int):
         return None, 0
     # in memory: TRL's map/filter passes would otherwise write cache files into format/
     ds = load_from_disk(str(path), keep_in_memory=True).select_columns(COLUMNS)
-    if max_length >= read_json(format_dir / "dataset_card.json")["max_length"]:
+    if max_length >= read_json(format_dir / DATASET_CARD)["max_length"]:
         return ds, 0  # the format stage already cut every example to its max_length
     ds = ds.map(lambda ex: {k: ex[k][:max_length] for k in COLUMNS}, desc=f"cutting {name}")
     kept = ds.filter(lambda ex: any(ex["assistant_masks"]), desc=f"dropping unsupervised {name}")

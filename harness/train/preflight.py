@@ -227,12 +227,13 @@ def preflight(cfg: DictConfig) -> tuple[str, str, list[str]]:
 
 def pending(cfg: DictConfig, stages: tuple[str, ...] | list[str]) -> list[str]:
     """The stages a command will run: those named, and the upstream ones not yet finished."""
+    from harness.rundir import is_finished
     from harness.stages import UPSTREAM, stage_dir
 
     todo: list[str] = []
     for name in stages:
         chain, up = [name], UPSTREAM.get(name)
-        while up and not (stage_dir(cfg, up) / "stage.json").exists():
+        while up and not is_finished(stage_dir(cfg, up)):
             chain.insert(0, up)
             up = UPSTREAM.get(up)
         todo += [s for s in chain if s not in todo]
