@@ -5,7 +5,7 @@ tests name run-dir files through this module only, so a layout change is made he
     runs/<run_name>/
       thresholds.json                 gate thresholds, frozen by eval before any model runs
       mine/    records.jsonl negatives.jsonl mine_stats.json preview.md
-      format/  dataset/ eval_dataset/ preview.jsonl dataset_card.json
+      format/  dataset/ eval_dataset/ portable/ preview.jsonl dataset_card.json
       train/   adapter/ checkpoints/ tensorboard/ train_log.jsonl manifest.json
       eval/    samples/<task>.<model>.jsonl bigcode/ generation_key.json metrics.json
       gate/    verdict.json
@@ -38,6 +38,7 @@ DATASET = "dataset"
 EVAL_DATASET = "eval_dataset"
 PREVIEW = "preview.jsonl"
 DATASET_CARD = "dataset_card.json"
+PORTABLE = "portable"  # the same splits as JSONL/Parquet for other trainers (format/portable.py)
 # train (and registry merge-adapters, which writes a train output)
 ADAPTER = "adapter"
 CHECKPOINTS = "checkpoints"

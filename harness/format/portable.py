@@ -16,8 +16,9 @@ from pathlib import Path
 from datasets import Dataset, load_from_disk
 
 from harness.io import atomic_write_json, atomic_write_text
+from harness.rundir import DATASET, EVAL_DATASET
 
-SPLITS = {"train": "dataset", "test": "eval_dataset"}  # portable split name → format/ subdir
+SPLITS = {"train": DATASET, "test": EVAL_DATASET}  # portable split name → format/ subdir
 
 
 def _chat(rows: Dataset) -> list[dict]:

@@ -24,9 +24,10 @@ from harness.format.card import describe, template_hash, tokenizer_hash
 from harness.format.chat import end_of_turn_id, to_messages
 from harness.format.examples import SOURCE_KIND, chat_examples, mix, source_examples
 from harness.format.fim import fim_tokens, is_left_to_right
+from harness.format.portable import write_portable
 from harness.io import atomic_write_json, read_jsonl, sha256_file, write_jsonl
 from harness.models.load import load_tokenizer, resolve_model_path
-from harness.rundir import DATASET, DATASET_CARD, EVAL_DATASET, PREVIEW, RECORDS
+from harness.rundir import DATASET, DATASET_CARD, EVAL_DATASET, PORTABLE, PREVIEW, RECORDS
 from harness.stages import require_output
 from harness.train.preflight import check_causal_lm
 
@@ -138,6 +139,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
                           "end_of_turn": tokenizer.convert_ids_to_tokens(eot) if eot is not None else None},
         "template_checked_examples": sum(r["kind"] != SOURCE_KIND for r in train + held),
         "fim_token_ids": vars(toks) if toks else None,
+        "portable": write_portable(out, out / PORTABLE),
     }
     atomic_write_json(out / DATASET_CARD, card)
     log.info("formatted %d examples (%s), %d tokens; %d held-out examples → %s", len(rows),

@@ -55,6 +55,10 @@ def test_format_stage_writes_the_dataset_its_card_and_a_held_out_split(tmp_path,
     assert card["template_checked_examples"] >= chat and card["chat_template"]["source"] == "tokenizer"
     assert card["eval"]["examples"] and len(load_from_disk(str(out / "eval_dataset"))) == sum(
         card["eval"]["examples"].values())
+    # the same rows, for other trainers: chat pairs as messages, code examples as text
+    assert card["portable"]["chat.train"] == chat
+    assert card["portable"]["text.train"] == len(ds) - chat
+    assert (out / "portable" / "chat.train.parquet").is_file()
 
 
 def test_a_rerun_is_skipped_and_a_changed_tokenizer_file_reformats(tmp_path, history_repo,
