@@ -26,10 +26,9 @@ from harness.format.examples import SOURCE_KIND, chat_examples, mix, source_exam
 from harness.format.fim import fim_tokens, is_left_to_right
 from harness.format.portable import write_portable
 from harness.io import atomic_write_json, read_jsonl, sha256_file, write_jsonl
-from harness.models.load import load_tokenizer, resolve_model_path
+from harness.models.load import check_causal_lm, load_tokenizer, resolve_model_path
 from harness.rundir import DATASET, DATASET_CARD, EVAL_DATASET, PORTABLE, PREVIEW, RECORDS
 from harness.stages import require_output
-from harness.train.preflight import check_causal_lm
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2  # bump when the formatting code changes what it writes

@@ -26,9 +26,11 @@ from pathlib import Path
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """Hash of the miner's source files."""
+    """Hash of the miner's source files, the redactor's included (it lives beside the package:
+    the sandbox uses it too)."""
+    here = Path(__file__).parent
     h = hashlib.sha256()
-    for f in sorted(Path(__file__).parent.glob("*.py")):
+    for f in [*sorted(here.glob("*.py")), here.parent / "redact.py"]:
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.mine import dedup
 from harness.mine.records import record_id
-from harness.mine.secrets import Redactor
+from harness.redact import Redactor
 
 _FIX = ("Fix: one JSON object a line, {\"messages\": [{\"role\": \"user\", ...}, {\"role\": \"assistant\", ...}]} "
         "or {\"text\": \"...\"} (see harness/mine/extra.py).")

@@ -33,7 +33,7 @@ from typing import Any
 from tqdm import tqdm
 
 from harness.errors import HarnessError
-from harness.mine.secrets import Redactor
+from harness.redact import Redactor
 
 log = logging.getLogger(__name__)
 _SCRUB = ("title", "body", "diff_hunk", "message")

@@ -21,7 +21,7 @@ from harness.mine import dedup
 from harness.mine.diffs import modified_files
 from harness.mine.filters import content_reason, path_skipped, size_reason
 from harness.mine.records import FileDiff, author_id, build, clean_message, record_id
-from harness.mine.secrets import Redactor
+from harness.redact import Redactor
 
 _SUGGESTION = re.compile(r"```suggestion[^\n]*\n(.*?)```", re.DOTALL)
 

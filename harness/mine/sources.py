@@ -21,7 +21,7 @@ from harness.mine import dedup
 from harness.mine.classes import generated_header
 from harness.mine.filters import path_skipped
 from harness.mine.records import record_id
-from harness.mine.secrets import Redactor, placeholder
+from harness.redact import Redactor, placeholder
 
 
 def fim_ok(path: str, o: dict) -> bool:

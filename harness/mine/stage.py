@@ -39,9 +39,9 @@ from harness.mine.repo import git, github_slug, inspect
 from harness.mine.reviews import github_records
 from harness.mine.scan import GIT_SAFE, iso_utc
 from harness.mine.schedule import Workers, mine_commits, prefetch, read_files
-from harness.mine.secrets import Redactor
 from harness.mine.split import CHANGE_KINDS
 from harness.mine.worker import KEYS
+from harness.redact import Redactor
 from harness.rundir import MINE_PREVIEW, MINE_STATS, NEGATIVES, RECORDS
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from harness.mine import classes, dedup, pairs, secrets
+from harness import redact
+from harness.mine import classes, dedup, pairs
 from harness.mine.cache import CommitCache
 from harness.mine.diffs import line_counts, modified_files, open_repo
 from harness.mine.filters import (
@@ -31,7 +32,7 @@ from harness.mine.filters import (
 )
 from harness.mine.records import FileDiff, author_id, build, hunks, instruction_for, record_id
 from harness.mine.scan import CommitMeta, FileStat, scan
-from harness.mine.secrets import Redactor
+from harness.redact import Redactor
 
 # Settings a commit's result depends on (their hash keys the per-commit cache).
 KEYS = ("skip_merges", "bot_patterns", "min_message_chars", "skip_paths", "vendored_paths", "min_changed_lines",
@@ -82,7 +83,7 @@ def prepare(o: dict) -> None:
     secret scanners' compiled patterns, the token hashes' table of powers and the LSH banding.
     Called before the workers fork, so that they inherit all of it instead of each building
     its own (and while git lists the commits)."""
-    secrets.plugins()
+    redact.plugins()
     dedup.warm()
     d = o["dedup"]
     if d["threshold"] < 1:

@@ -90,3 +90,23 @@ def load_model(model_ref: str, model_cfg: DictConfig | None = None, adapter: str
 
 def _revision(model_cfg: DictConfig | None) -> str | None:
     return (model_cfg.get("revision") if model_cfg is not None else None) or None
+
+
+def check_causal_lm(model_ref: str, model_cfg: DictConfig):
+    """The model's config, or an error when it cannot be found or is not a decoder-only LM."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model_ref, revision=model_cfg.get("revision") or None)
+    except (OSError, ValueError) as e:
+        raise HarnessError(
+            f"could not load the model config of {model_ref!r}: {e}. Fix: check model.name_or_path; "
+            "without network access only local directories (or the hub cache) can be loaded."
+        ) from e
+    archs = config.architectures or []
+    if not any(a.endswith("ForCausalLM") for a in archs):
+        raise HarnessError(
+            f"{model_ref!r} is {archs or 'an unknown architecture'}, not a causal LM. Fix: point "
+            "model.name_or_path at a decoder-only (…ForCausalLM) checkpoint."
+        )
+    return config

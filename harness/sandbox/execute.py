@@ -404,7 +404,7 @@ def scrub(text: str, base: Path | None = None) -> str:
     lines = [line[-ERROR_CHARS:] for line in text.splitlines() if line.strip()]
     text = "\n".join(lines[-ERROR_LINES:])
     if not _redactor:
-        from harness.mine.secrets import Redactor
+        from harness.redact import Redactor
 
         _redactor.append(Redactor())
     return _redactor[0].redact(text, "stderr.txt")[0][-ERROR_CHARS:]

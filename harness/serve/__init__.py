@@ -1,6 +1,6 @@
-"""A small OpenAI-compatible server over a local model and its LoRA adapters.
+"""A small OpenAI-compatible server over a local model and its LoRA adapters (`harness serve`).
 
-Evaluation talks to models only through the OpenAI API, so the same code scores a local
-checkpoint, a vLLM deployment or a hosted judge; this server is what makes a local checkpoint
-(and every adapter trained on it, selected per request by name) reachable that way offline.
+It makes a local checkpoint, and every adapter trained on it (selected per request by name),
+reachable the way a vLLM deployment or a hosted model is: the offline judge, eval's `openai`
+engine and editors' completion plugins talk to it over the OpenAI API.
 """

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
+from harness.models.load import check_causal_lm
 
 log = logging.getLogger(__name__)
 METHODS = ("lora", "qlora")
@@ -56,26 +57,6 @@ def report_targets(report_to: Any) -> list[str]:
             raise HarnessError(f"train.report_to={name} needs the {name} package, which is not "
                                f"installed. Fix: pip install {name}, or train.report_to=none.")
     return names
-
-
-def check_causal_lm(model_ref: str, model_cfg: DictConfig):
-    """The model's config, or an error when it cannot be found or is not a decoder-only LM."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(model_ref, revision=model_cfg.get("revision") or None)
-    except (OSError, ValueError) as e:
-        raise HarnessError(
-            f"could not load the model config of {model_ref!r}: {e}. Fix: check model.name_or_path; "
-            "without network access only local directories (or the hub cache) can be loaded."
-        ) from e
-    archs = config.architectures or []
-    if not any(a.endswith("ForCausalLM") for a in archs):
-        raise HarnessError(
-            f"{model_ref!r} is {archs or 'an unknown architecture'}, not a causal LM. Fix: point "
-            "model.name_or_path at a decoder-only (…ForCausalLM) checkpoint."
-        )
-    return config
 
 
 def memory_settings(tcfg: DictConfig) -> dict:
