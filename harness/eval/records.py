@@ -2,8 +2,9 @@
 any engine, lm-eval, a generations file), and the metrics computed from such rows.
 
 Every row has every field; those a task does not use are None. The gate pairs rows of base and
-candidate by ``item_id`` (``passed`` for execution tasks, ``exact_match`` for FIM); with
-``n_samples`` > 1 an item has one row per ``sample``.
+candidate by ``item_id``, reading the field each task names for a gate metric
+(harness/eval/tasks: ``passed`` for pass@1 of execution tasks, ``exact_match`` ... for FIM);
+with ``n_samples`` > 1 an item has one row per ``sample``.
 """
 
 from __future__ import annotations

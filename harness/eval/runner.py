@@ -28,17 +28,18 @@ class ExecItem(Protocol):
 
 def score_generations(items: Sequence[ExecItem], generations: list[list[str]], sandbox: Sandbox,
                       *, model: str, engine: str, prompt_hashes: list[str],
-                      gen_seconds: list[float] | None = None) -> list[dict]:
-    """One row per (item, sample): the raw generation, its program run in the sandbox."""
+                      gen_seconds: list[float] | None = None,
+                      expected: list[str] | None = None) -> list[dict]:
+    """One row per (item, sample): the raw generation, its program run in the sandbox; with
+    `expected` (per item: the text a hole held), also how close the generation came to it."""
     flat = [(i, s, g) for i, gens in enumerate(generations) for s, g in enumerate(gens)]
     task = items[0].task
     results = sandbox.run_many([items[i].program_for(g) for i, _, g in flat],
                                desc=f"executing {task} [{model}]")
     rows = []
     for (i, s, g), result in zip(flat, results, strict=True):
-        extra = {}
-        if hasattr(items[i], "middle"):  # infilling: also how close the text came
-            extra = {"expected": items[i].middle, **fim_task.score(items[i].middle, g)}
+        extra = ({"expected": expected[i], **fim_task.score(expected[i], g)}
+                 if expected is not None else {})
         rows.append(row(task, items[i].task_id, model, prompt_hashes[i], g, sample=s,
                         engine=engine, mode=getattr(items[i], "mode", None), gen_seconds=gen_seconds[i] if gen_seconds else None,
                         **exec_fields(result), **extra))
@@ -80,7 +81,8 @@ def run_infill(items: list, engine: Engine, tokenizer, toks: FimTokens, budget: 
                            desc=f"{items[0].task} [{label}]")
     return score_generations(items, [g.outputs for g in gens], sandbox, model=label,
                              engine=engine.name, prompt_hashes=[sha256_text(str(p)) for p in prompts],
-                             gen_seconds=[g.seconds for g in gens])
+                             gen_seconds=[g.seconds for g in gens],
+                             expected=[i.middle for i in items])
 
 
 def run_fim(holes: list, engine: Engine, tokenizer, toks: FimTokens | None, budget: int,

@@ -57,3 +57,18 @@ def test_prompts_use_the_models_own_fim_tokens(tiny_model):
 def test_unknown_spans_are_refused():
     with pytest.raises(HarnessError, match="unknown infill span"):
         load_infill("random", 1)
+
+
+def test_an_infill_row_says_whether_the_program_passed_and_how_close_the_text_came():
+    from harness.eval.runner import score_generations
+
+    item = load_infill("single", 1234, limit=1)[0]
+    right, wrong = score_generations([item], [[item.middle, "    pass\n"]], Sandbox(),
+                                     model="base", engine="hf", prompt_hashes=["h"],
+                                     expected=[item.middle])
+    assert right["passed"] and right["exact_match"] == 1.0 and right["expected"] == item.middle
+    assert not wrong["passed"] and wrong["edit_similarity"] < 1.0
+    # without an expected text (a benchmark problem), the text-match fields stay empty
+    plain = score_generations([item], [[item.middle]], Sandbox(), model="base", engine="hf",
+                              prompt_hashes=["h"])
+    assert plain[0]["passed"] and plain[0]["expected"] is None and plain[0]["exact_match"] is None

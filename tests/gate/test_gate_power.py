@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from test_gate import write_eval
 
 from harness.benchmarks import load_humaneval, load_mbpp
-from harness.eval.stage import Plan, power_plan
+from harness.eval.stage import power_plan
 from harness.gate.power import half_width, min_detectable_effect
 from harness.gate.thresholds import freeze_thresholds
 from harness.io import read_json
@@ -65,8 +65,7 @@ def test_real_forgetting_fails_the_pooled_check_and_the_gate(tmp_path):
 
 def test_eval_warns_before_generating_when_a_margin_is_below_what_its_items_resolve(caplog):
     cfg = make_cfg("/tmp/unused", overrides=[*POOLED, "gate.power.flip_rate=0.12"])
-    plan = Plan(codegen={"humaneval": load_humaneval(), "mbpp": load_mbpp()}, chat={}, infill={},
-                holes=[], judge_items=[])
+    plan = {"humaneval": load_humaneval(), "mbpp": load_mbpp()}  # task -> its items
     with caplog.at_level("WARNING"):
         figures = power_plan(cfg.gate, plan, 0.95)
     assert figures["humaneval"]["n"] == 164 and not figures["humaneval"]["decidable"]
