@@ -19,6 +19,8 @@ from math import sqrt
 
 from scipy.stats import norm
 
+from harness.eval.tasks import pass_fail_fields
+
 POWER = 0.8
 
 
@@ -50,9 +52,10 @@ def check_power(name: str, check: dict, n: int, flip_rate: float, confidence: fl
 
 
 def is_pass_fail(metric: str) -> bool:
-    """Metrics whose per-item values are 0/1 (pass@1 of execution tasks, exact match)."""
-    return all(p.strip().partition(".")[2] in ("pass@1", "exact_match", "first_line_exact_match")
-               for p in metric.split("+"))
+    """Metrics whose per-item values are 0/1, as the tasks declare them (pass@1 of execution
+    tasks, exact match of FIM)."""
+    fields = pass_fail_fields()
+    return all(p.strip().partition(".")[2] in fields for p in metric.split("+"))
 
 
 def parts(metric: str) -> list[str]:

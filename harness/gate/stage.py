@@ -18,6 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from harness.eval.tasks import TASKS
 from harness.gate.power import check_power, is_pass_fail, parts
 from harness.gate.rules import (
     EXIT_CODES,
@@ -29,7 +30,7 @@ from harness.gate.rules import (
 )
 from harness.gate.thresholds import load_frozen
 from harness.io import atomic_write_json, read_json, read_jsonl
-from harness.rundir import JUDGE_SCORES, METRICS, MODELS, VERDICT, samples, stage_dir
+from harness.rundir import METRICS, MODELS, VERDICT, samples, stage_dir
 from harness.stages import require_output
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ log = logging.getLogger(__name__)
 
 def paired_values(eval_dir: Path, metric: str) -> tuple[list[float], list[float], dict[str, int]]:
     """Per-item values of `metric` for base and candidate on the items both have (from the
-    samples files in `eval_dir`), and how many items only one of them has (e.g. a judge reply
-    that stayed unreadable for one model). A pooled metric (`a + b`) is the items of each part
+    samples files in `eval_dir`; which file and which row field, the task says:
+    harness/eval/tasks), and how many items only one of them has (e.g. a judge reply that
+    stayed unreadable for one model). A pooled metric (`a + b`) is the items of each part
     together; a part with no data is none."""
     if "+" in metric:
         base, cand, unpaired = [], [], {f"{label}_only": 0 for label in MODELS}
@@ -50,22 +52,18 @@ def paired_values(eval_dir: Path, metric: str) -> tuple[list[float], list[float]
             cand += c
             unpaired = {k: v + u.get(k, 0) for k, v in unpaired.items()}
         return base, cand, unpaired
-    task, _, field = metric.partition(".")
-    files, key = (JUDGE_SCORES, None) if task == "judge" else (task, {"pass@1": "passed"}.get(field, field))
+    name, _, field = metric.partition(".")
+    task = TASKS.get(name)
+    if task is None:  # not a registered task: no data (the check is inconclusive)
+        return [], [], {}
     # With n samples per item (sampling, pass@k) an item's value is the mean over its samples.
     samples_of: dict[str, dict[str, list[float]]] = {}
     for label in MODELS:
-        path = eval_dir / samples(files, label)
+        path = eval_dir / samples(task.scored, label)
         if not path.exists():
             return [], [], {}
         for r in read_jsonl(path):
-            if key is None:  # judge rows: one per (item, criterion)
-                if r["criterion"] != field:
-                    continue
-                v = r["weighted_score"] if r.get("weighted_score") is not None else r["score"]
-            else:
-                v = r.get(key)
-            if v is not None:
+            if (v := task.value(r, field)) is not None:
                 samples_of.setdefault(r["item_id"], {}).setdefault(label, []).append(float(v))
     values = {i: {lb: sum(vs) / len(vs) for lb, vs in by.items()} for i, by in samples_of.items()}
     items = sorted(i for i, v in values.items() if len(v) == 2)
