@@ -15,11 +15,11 @@ from pathlib import Path
 
 from scipy.stats import binomtest
 
+from harness.eval.tasks import TASKS
 from harness.io import read_json, read_jsonl, sha256_file, sha256_text
 from harness.rundir import (
     DATASET_CARD,
     EXPORT,
-    JUDGE_SCORES,
     MANIFEST,
     METRICS,
     MINE_STATS,
@@ -32,7 +32,7 @@ from harness.rundir import (
     samples,
 )
 
-FIM_KEYS = ("exact_match", "first_line_exact_match", "edit_similarity")
+MATCH_KEYS = ("exact_match", "first_line_exact_match", "edit_similarity")
 
 
 class Inputs:
@@ -65,20 +65,17 @@ def wilson(passed: int, n: int, confidence: float = 0.95) -> list[float] | None:
     return [float(ci.low), float(ci.high)]
 
 
+def _tasks(metrics: dict, report: str) -> list[str]:
+    """The registered tasks in `metrics` that belong to report section `report`."""
+    return [t for t in metrics if t in TASKS and TASKS[t].report == report]
+
+
 def _exec_tasks(metrics: dict) -> list[str]:
-    return [t for t, v in metrics.items() if isinstance(v, dict) and "pass@1" in (v.get("base") or {})]
+    return [t for t in _tasks(metrics, "pass_rate") if "pass@1" in (metrics[t].get("base") or {})]
 
 
 def _first_samples(rows: list[dict]) -> dict[str, dict]:
     return {r["item_id"]: r for r in rows if r.get("sample", 0) == 0}
-
-
-def benchmark_prompts(task: str) -> dict[str, str]:
-    """task_id -> the prompt both models were given, for the benchmarks that have one."""
-    from harness.benchmarks import load_humaneval, load_mbpp
-
-    loaders = {"humaneval": load_humaneval, "mbpp": lambda: load_mbpp(split="all")}
-    return {p.task_id: p.prompt for p in loaders[task]()} if task in loaders else {}
 
 
 def flips(base: list[dict], cand: list[dict], prompts: dict[str, str]) -> list[dict]:
@@ -107,6 +104,16 @@ def pass_rates(metrics: dict, task: str, confidence: float) -> dict:
         drawn = m.get("samples", m["n"])
         out[label] = {"pass@1": m["pass@1"], "passed": m["passed"], "n": m["n"],
                       "samples": drawn, "ci": wilson(m["passed"], drawn, confidence)}
+    return out
+
+
+def match_rates(metrics: dict, task: str, confidence: float) -> dict:
+    """Text match per model, with the Wilson interval of exact match over the holes."""
+    out = {}
+    for label in MODELS:
+        m = metrics[task][label]
+        out[label] = {**{k: m[k] for k in MATCH_KEYS}, "n": m["n"],
+                      "exact_match_ci": wilson(round(m["exact_match"] * m["n"]), m["n"], confidence)}
     return out
 
 
@@ -182,15 +189,12 @@ def collect(run_dir: Path, run_name: str, benchmarks_sha256: dict) -> dict:
         "verdict": verdict,
         "metrics": metrics,
         "pass_at_1": {t: pass_rates(metrics, t, confidence) for t in exec_tasks},
-        "flips": {t: flips(s["base"], s["candidate"], benchmark_prompts(t))
+        "flips": {t: flips(s["base"], s["candidate"], TASKS[t].prompts())
                   for t, s in rows.items() if s["base"] is not None and s["candidate"] is not None},
-        "fim": {label: {**{k: metrics["fim"][label][k] for k in FIM_KEYS},
-                        "n": metrics["fim"][label]["n"],
-                        "exact_match_ci": wilson(round(metrics["fim"][label]["exact_match"]
-                                                       * metrics["fim"][label]["n"]),
-                                                 metrics["fim"][label]["n"], confidence)}
-                for label in MODELS} if "fim" in metrics else None,
-        "judge": judge(metrics, {label: inp.jsonl(rel("eval", samples(JUDGE_SCORES, label)))
+        "fim": next((match_rates(metrics, t, confidence) for t in _tasks(metrics, "match")),
+                    None),
+        "judge": judge(metrics, {label: inp.jsonl(rel("eval", samples(TASKS["judge"].scored,
+                                                                      label)))
                                  for label in MODELS}),
         "training": {k: v for k, v in manifest.items() if k not in ("config", "chat_template")},
         "lora": _lora(manifest),
