@@ -106,17 +106,19 @@ def generation_key(cfg: DictConfig) -> str:
 
 
 def reuse_generations(cfg: DictConfig, out: Path) -> None:
-    """Copy the last finished eval's model outputs into `out` when their generation key is
-    this run's; judge files are never copied (run_judge writes them anew)."""
+    """Copy the last finished eval's model outputs (each task's samples files) into `out` when
+    their generation key is this run's; the judge's grades are not outputs of the models and
+    are never copied (run_judge writes them anew)."""
     key = generation_key(cfg)
     atomic_write_json(out / GENERATION_KEY, {"key": key})
     previous = stage_dir(cfg, "eval")
     if previous.resolve() == out.resolve() or not (previous / GENERATION_KEY).is_file() \
             or read_json(previous / GENERATION_KEY).get("key") != key:
         return
-    for src in sorted((previous / SAMPLES).glob("*.jsonl")):
-        dst = out / SAMPLES / src.name
-        if not src.name.startswith("judge_") and not dst.exists():
+    outputs = {samples(t.samples, m) for t in TASKS.values() for m in (*MODELS, BASE_NOISE)}
+    for name in sorted(outputs):
+        src, dst = previous / name, out / name
+        if src.is_file() and not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)
             log.info("%s: the same models, prompts and settings as the last finished eval; "
