@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from omegaconf import DictConfig
 
 from harness.eval.engines.base import Decoding, Engine
 from harness.format.fim import FimTokens
 from harness.sandbox.execute import Sandbox
+
+# the report's sections: pass@1 with Wilson intervals and flipped problems; text match; the judge
+Section = Literal["pass_rate", "match", "judge"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class Task:
     summarize; the defaults fit a task whose gate metrics are row fields."""
 
     name: str  # metrics.json key, the `<task>` of a gate metric `<task>.<field>`
-    report: ClassVar[str]  # the report's section: pass_rate | match | judge
+    report: ClassVar[Section]  # which section of the report shows it
     # gate metric field -> the row field holding its per-item value (absent: the same name)
     fields: ClassVar[Mapping[str, str]] = {}
     pass_fail: ClassVar[frozenset[str]] = frozenset()  # gate fields whose values are 0/1

@@ -19,7 +19,7 @@ from harness.eval.infill import TASKS as INFILL_TASKS
 from harness.eval.infill import load_infill
 from harness.eval.lmeval import run_lm_eval
 from harness.eval.records import pass_metrics
-from harness.eval.tasks.base import Context, Task
+from harness.eval.tasks.base import Context, Section, Task
 from harness.rundir import MODELS
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ CHAT = {"humaneval": humaneval_chat, "mbpp": mbpp_chat}
 class Executed(Task):
     """pass@k over the rows; the gate's pass@1 reads `passed`."""
 
-    report: ClassVar[str] = "pass_rate"
+    report: ClassVar[Section] = "pass_rate"
     fields: ClassVar[Mapping[str, str]] = {"pass@1": "passed"}
     pass_fail: ClassVar[frozenset[str]] = frozenset({"pass@1"})
 

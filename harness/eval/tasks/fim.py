@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from harness.eval import fim_task, runner
 from harness.eval.engines.base import Engine
 from harness.eval.records import match_metrics
-from harness.eval.tasks.base import Context, Task
+from harness.eval.tasks.base import Context, Section, Task
 from harness.format.fim import is_left_to_right
 from harness.rundir import MODELS
 
@@ -20,7 +20,7 @@ from harness.rundir import MODELS
 @dataclass(frozen=True)
 class Fim(Task):
     name: str = "fim"
-    report: ClassVar[str] = "match"
+    report: ClassVar[Section] = "match"
     pass_fail: ClassVar[frozenset[str]] = frozenset({"exact_match", "first_line_exact_match"})
     fim_tokens: ClassVar[bool] = True
 

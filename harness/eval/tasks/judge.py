@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from harness.eval import runner
 from harness.eval.engines.base import Engine
 from harness.eval.judging import run_judge
-from harness.eval.tasks.base import Context, Task
+from harness.eval.tasks.base import Context, Section, Task
 from harness.format.chat import to_messages
 from harness.rundir import JUDGE_SCORES
 
@@ -25,7 +25,7 @@ REQUESTS = ("commit", "pr", "review_fix")  # record kinds: what a teammate asked
 @dataclass(frozen=True)
 class Judge(Task):
     name: str = "judge"
-    report: ClassVar[str] = "judge"
+    report: ClassVar[Section] = "judge"
 
     @property
     def samples(self) -> str:
