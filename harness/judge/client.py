@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.io import atomic_write_json, read_json, stable_hash
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ class Ledger:
 
     def __init__(self, price_prompt_1k: float = 0.0, price_completion_1k: float = 0.0,
                  budget_usd: float | None = None):
+        if budget_usd is not None and not budget_usd > 0:  # 0 or less would refuse every call
+            raise HarnessError(f"judge.budget_usd={budget_usd!r}: expected a positive amount, or "
+                               "null for no budget.")
         self.prices = (price_prompt_1k, price_completion_1k)
         self.budget_usd = budget_usd
         self.spent_usd = self.reserved_usd = 0.0
@@ -97,6 +101,13 @@ class JudgeClient:
     def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
                  max_concurrency: int = 4, timeout_s: float = 60, max_retries: int = 3,
                  cache_dir: str | Path | None = None, ledger: Ledger | None = None):
+        # the constructor's own contract (config_check refuses these at start too): no slot
+        # for a request would wait forever, a negative retry count or timeout means nothing
+        for key, value, low in (("max_concurrency", max_concurrency, 1), ("max_retries", max_retries, 0)):
+            if not isinstance(value, int) or value < low:
+                raise HarnessError(f"judge.{key}={value!r}: expected a whole number >= {low}.")
+        if not timeout_s > 0:
+            raise HarnessError(f"judge.timeout_s={timeout_s!r}: expected a number > 0.")
         self.base_url, self.model, self.api_key_env = base_url, model, api_key_env
         self.max_concurrency, self.timeout_s, self.max_retries = max_concurrency, timeout_s, max_retries
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
