@@ -20,6 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from harness.format.fim import plain
 from harness.io import write_jsonl
 from harness.judge.client import JudgeClient, Ledger
 from harness.judge.reliability import measure
@@ -39,7 +40,7 @@ def judge_endpoint(cfg: DictConfig, model_ref: str) -> Iterator[str]:
     from harness.serve.app import ServerThread, create_app
 
     app = create_app(model_ref, served_name=cfg.judge.model,
-                     fim=OmegaConf.to_container(cfg.model.fim, resolve=True))
+                     fim=plain(cfg.model.get("fim")))
     with ServerThread(app) as server:
         log.info("local judge server (base model) at %s", server.base_url)
         yield server.base_url

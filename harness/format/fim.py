@@ -12,6 +12,8 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from omegaconf import OmegaConf
+
 from harness.errors import HarnessError
 
 # Sentinel families in the order PSM uses them (prefix, suffix, middle), by model family.
@@ -61,6 +63,11 @@ def _detect(tokenizer) -> dict[str, str]:
         "model.fim.{prefix,suffix,middle,end} to the model's own sentinels, or turn FIM off "
         "with data.format.fim_rate=0 for a model trained without it."
     )
+
+
+def plain(fim_cfg) -> dict | str | None:
+    """`model.fim` as plain data (None: detect; "left_to_right"; or the sentinel strings)."""
+    return OmegaConf.to_container(fim_cfg, resolve=True) if OmegaConf.is_config(fim_cfg) else fim_cfg
 
 
 def is_left_to_right(fim_cfg) -> bool:

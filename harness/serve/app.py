@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from harness.errors import HarnessError
+from harness.format.fim import is_left_to_right
 from harness.models.load import load_model, load_tokenizer
 from harness.serve.fair import FairLock
 from harness.serve.guard import Guard, error_body
@@ -354,12 +355,13 @@ def _gone(request: Request) -> Callable[[], bool]:
 
 
 def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_name: str = "base",
-               fim: dict | None = None, postprocess: bool = False, limits: Limits | None = None,
+               fim: dict | str | None = None, postprocess: bool = False, limits: Limits | None = None,
                api_key: str | None = None) -> FastAPI:
     """Load `model_ref` once (plus `adapters`: name -> adapter dir) and serve it over HTTP.
 
     `fim` overrides the fill-in-the-middle sentinels (prefix, suffix, middle, end) used when a
-    completion request carries a `suffix`; the defaults are Qwen2.5-Coder's. `postprocess`
+    completion request carries a `suffix`; the defaults are Qwen2.5-Coder's; `"left_to_right"`
+    (`model.fim` of a model without sentinels) refuses a `suffix` with a 400. `postprocess`
     makes the code-completion clean-up (harness/serve/postprocess.py) the default for
     /v1/completions, as `harness serve` does for editors; a request's own `postprocess` field
     wins. Off by default: evaluation and the judge need the model's raw output.
@@ -370,8 +372,8 @@ def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_na
     limits = limits or Limits()
     engine = _Engine(model_ref, adapters, served_name, limits)
     tok = engine.tokenizer
-    fim = {**DEFAULT_FIM, **(fim or {})}
-    fim_end = tok.get_vocab().get(fim["end"])
+    fim = None if is_left_to_right(fim) else {**DEFAULT_FIM, **(fim or {})}
+    fim_end = tok.get_vocab().get(fim["end"]) if fim else None
     app = FastAPI(title="harness model server")
     app.state.engine = engine
     app.add_middleware(Guard, max_body_bytes=limits.max_body_bytes, api_key=api_key)
@@ -433,6 +435,9 @@ def create_app(model_ref: str, adapters: dict[str, str] | None = None, served_na
             raise APIError(400, "exactly one prompt per request is supported")
         prompt = prompts[0]
         if req.suffix is not None:
+            if fim is None:
+                raise APIError(400, "this model has no fill-in-the-middle tokens "
+                                    "(model.fim=left_to_right): send the prefix without a suffix")
             prompt = fim["prefix"] + prompt + fim["suffix"] + req.suffix + fim["middle"]
         ids = engine.encode(prompt, special=True)
         stop_ids = engine.eos_ids | ({fim_end} if fim_end is not None else set())

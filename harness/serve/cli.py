@@ -11,6 +11,7 @@ import uvicorn
 from omegaconf import DictConfig, OmegaConf
 
 from harness.errors import HarnessError
+from harness.format.fim import plain
 from harness.models.load import resolve_model_path
 from harness.serve.app import Limits, create_app
 from harness.serve.guard import check_bind
@@ -58,7 +59,7 @@ def serve(cfg: DictConfig) -> None:
     model_ref = resolve_model_path(cfg.model, cfg.cache_dir)
     adapters = adapters_for(cfg, model_ref)
     app = create_app(model_ref, adapters=adapters, served_name=s.name,
-                     fim=OmegaConf.to_container(cfg.model.fim, resolve=True),
+                     fim=plain(cfg.model.get("fim")),
                      postprocess=s.postprocess, limits=limits, api_key=api_key)
     log.info("serving %s at http://%s:%d/v1 (%s)", [s.name, *adapters], s.host, s.port,
              f"key from ${s.api_key_env}" if api_key else "no key")

@@ -159,3 +159,17 @@ def test_endpoint_rejecting_logprobs_is_used_without_them(tiny_model):
             unknown.grade(ITEMS[:1])
     assert judge.client.dropped == {"logprobs"}
     assert all(r["parse_ok"] and r["weighted_score"] is None for r in rows)
+
+
+def test_the_local_judge_starts_over_a_model_without_fim_sentinels(tmp_path, tiny_model):
+    """The demo's model has `model.fim: left_to_right`, a string where sentinels are a mapping."""
+    import openai
+    from conftest import make_cfg
+
+    from harness.eval.judging import judge_endpoint
+
+    cfg = make_cfg(tmp_path / "run", overrides=["model.fim=left_to_right"])
+    with judge_endpoint(cfg, tiny_model) as url:
+        reply = openai.OpenAI(base_url=url, api_key="EMPTY", max_retries=0).chat.completions.create(
+            model=cfg.judge.model, messages=[{"role": "user", "content": "A or B?"}], max_tokens=1)
+    assert reply.choices[0].message.content is not None

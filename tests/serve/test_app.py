@@ -256,3 +256,13 @@ def test_a_generation_stops_when_its_client_goes_away(client, server, monkeypatc
     while not finished and time.monotonic() < deadline:
         time.sleep(0.05)
     assert finished and finished[0] < 1000  # it did not go on for the 1000 tokens asked
+
+
+def test_a_model_without_fim_sentinels_completes_prefixes_and_refuses_a_suffix(tiny_model):
+    """model.fim=left_to_right (the offline SmolLM2): `harness serve` and the local judge start."""
+    with ServerThread(create_app(tiny_model, fim="left_to_right")) as srv:
+        c = openai.OpenAI(base_url=srv.base_url, api_key="EMPTY", max_retries=0)
+        assert c.completions.create(model="base", prompt="def add(a, b):", max_tokens=4,
+                                    temperature=0).choices[0].text is not None
+        with pytest.raises(openai.BadRequestError, match="no fill-in-the-middle tokens"):
+            c.completions.create(model="base", prompt="def add(a, b):", suffix="\n", max_tokens=4)
