@@ -125,13 +125,12 @@ class EnginePool(contextlib.AbstractContextManager):
         if self.e.openai.base_url:
             return str(self.e.openai.base_url)
         if self._base_url is None:
+            from harness.format.fim import plain
             from harness.serve.app import ServerThread, create_app
 
             models = self.e.openai.models
-            fim = self.cfg.model.fim
             app = create_app(self.model_ref, adapters={models.candidate: self.adapter},
-                             served_name=models.base,
-                             fim=OmegaConf.to_container(fim, resolve=True) if fim else None)
+                             served_name=models.base, fim=plain(self.cfg.model.get("fim")))
             server = self._stack.enter_context(ServerThread(app))
             self._base_url = server.base_url
             log.info("eval: loopback completions server (base + adapter) at %s", self._base_url)
