@@ -91,7 +91,7 @@ def test_an_edited_rubric_re_judges_the_same_answers_without_regenerating(tmp_pa
     assert len(server.requests) == 2 * 2  # only the edited criterion's prompts are new
     assert again == first  # the very rows, timings included: not generated again
     assert "answers.candidate.jsonl: the same models, prompts and settings" in caplog.text
-    assert "answers.candidate: 2 rows" not in caplog.text  # what _cached logs when it generates
+    assert "answers.candidate: 2 rows" not in caplog.text  # what _written logs when it generates
 
     caplog.clear()
     with caplog.at_level("INFO", logger="harness.eval.stage"):
