@@ -1,4 +1,4 @@
-"""The model server (harness/serve/app.py) under load, over loopback HTTP. Two benchmarks:
+"""The model server (harness/serve/app.py) under load, over loopback HTTP. Three benchmarks:
 
 `burst` (the default): a bounded burst of mixed traffic, `--requests` (200) from
 `--concurrency` (16) clients: small completions (8 new tokens, half fill-in-the-middle), a few
@@ -12,14 +12,20 @@ harness package of git revision REV (extracted to a temp dir), side by side, as 
 `adapters`: completions per second with the base model alone (the baseline), one LoRA adapter,
 and several adapters selected per request, plus what reloading per switch would cost.
 
+`choice`: the local judge's calls: `guided_choice` requests with judge-sized prompts (this
+repository's source, `--prompt-tokens` long) and the score (1-5) and pairwise (A/B/tie) choices,
+on the offline REAL model (SmolLM2-135M), against this tree and `--old REV`: seconds per call,
+the ratio, and whether both picked the same choices.
+
 The server runs in its own process (as `harness serve` does), over the offline tiny model
-(random weights; its text is noise, its costs are real).
+(random weights; its text is noise, its costs are real), except for `choice`.
 
     .venv/bin/python bench/bench_serve.py burst [--requests 200] [--concurrency 16]
                                                 [--long-tokens 256] [--rounds 1] [--old REV]
     .venv/bin/python bench/bench_serve.py adapters [--requests 64] [--concurrency 4]
+    .venv/bin/python bench/bench_serve.py choice --old REV [--calls 10] [--prompt-tokens 1500]
 
-Writes bench/results/bench_serve_burst.json or bench/results/bench_serve.json.
+Writes bench/results/bench_serve_burst.json, bench_serve.json or bench_serve_choice.json.
 """
 
 from __future__ import annotations
@@ -373,6 +379,61 @@ def adapters_bench(args: argparse.Namespace, base: str) -> None:
     print(f"results → {out}")
 
 
+# --- choice (the local judge) ----------------------------------------------------------------
+
+def judge_prompts(n: int, tokens: int, tokenizer) -> list[str]:
+    """`n` prompts of about `tokens` tokens each, cut from this repository's own source."""
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "harness").rglob("*.py")))
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    step = max(1, (len(ids) - tokens) // n)
+    return ["Grade the change below from 1 to 5.\n\n" + tokenizer.decode(ids[i * step:i * step + tokens])
+            for i in range(n)]
+
+
+def choice_bench(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(ROOT))
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+
+    from harness.models.load import resolve_model_path
+
+    cache = os.environ.get("HARNESS_CACHE", str(Path.home() / ".cache" / "harness"))
+    model_cfg = OmegaConf.load(ROOT / "conf" / "model" / "smollm2-135m.yaml")
+    base = resolve_model_path(model_cfg, cache)
+    prompts = judge_prompts(args.calls, args.prompt_tokens, AutoTokenizer.from_pretrained(base))
+    choice_sets = [[str(i) for i in range(1, 6)], ["A", "B", "tie"]]
+
+    def drive(url: str) -> dict:
+        import openai
+        client = openai.OpenAI(base_url=url, api_key="EMPTY", max_retries=0, timeout=600)
+        picks, t0 = [], time.perf_counter()
+        for i, prompt in enumerate(prompts):
+            r = client.chat.completions.create(
+                model="base", messages=[{"role": "user", "content": prompt}], max_tokens=8,
+                extra_body={"guided_choice": choice_sets[i % 2]})
+            picks.append(r.choices[0].message.content)
+        return {"s_per_call": round((time.perf_counter() - t0) / len(prompts), 3), "picks": picks}
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, root in [("this tree", ROOT), (f"old ({args.old})", old_tree(args.old, Path(tmp)))]:
+            proc, url, _ = start(base, {}, root)
+            try:
+                drive(url)  # warm-up round, not timed
+                runs.append({"server": label, **drive(url)})
+            finally:
+                stop(proc)
+    ratio = round(runs[1]["s_per_call"] / runs[0]["s_per_call"], 2)
+    same = runs[0]["picks"] == runs[1]["picks"]
+    result = {"model": "SmolLM2-135M-Instruct (offline, real weights, CPU)", "calls": args.calls,
+              "prompt_tokens": args.prompt_tokens, "runs": runs, "speedup_vs_old": ratio,
+              "same_choices": same}
+    out = write_result("bench_serve_choice", result)
+    for r in runs:
+        print(f"{r['server']:<24} {r['s_per_call']:>8} s/call  picks {''.join(r['picks'])}")
+    print(f"this tree is {ratio}x the old one's speed; same choices: {same}\nresults → {out}")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == CHILD:
         child(int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]))
@@ -392,7 +453,14 @@ def main() -> None:
     a.add_argument("--concurrency", type=int, default=4)
     a.add_argument("--adapters", type=int, default=4)
     a.add_argument("--max-tokens", type=int, default=16)
+    c = sub.add_parser("choice")
+    c.add_argument("--old", required=True, help="git revision to compare against")
+    c.add_argument("--calls", type=int, default=10)
+    c.add_argument("--prompt-tokens", type=int, default=1500)
     args = parser.parse_args(sys.argv[1:] if len(sys.argv) > 1 else ["burst"])
+    if args.bench == "choice":
+        choice_bench(args)
+        return
 
     sys.path.insert(0, str(ROOT))
     from harness.models.tiny import build_tiny_model

@@ -6,8 +6,11 @@ import math
 
 import openai
 import pytest
+import torch
 from conftest import make_adapter
+from peft import PeftModel
 from server_side import record_generations
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from harness.errors import HarnessError
 from harness.serve.app import Limits, ServerThread, create_app
@@ -17,9 +20,13 @@ CHAT = [{"role": "user", "content": "Write a function that adds two numbers."}]
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, tmp_path_factory):
-    adapters = {f"lora{i}": make_adapter(tiny_model, str(tmp_path_factory.mktemp(f"lora{i}")), i)
-                for i in (1, 2)}
+def adapters(tiny_model, tmp_path_factory) -> dict[str, str]:
+    return {f"lora{i}": make_adapter(tiny_model, str(tmp_path_factory.mktemp(f"lora{i}")), i)
+            for i in (1, 2)}
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, adapters):
     with ServerThread(create_app(tiny_model, adapters=adapters)) as srv:
         yield srv
 
@@ -51,7 +58,6 @@ def test_chat_completion_returns_text_and_usage(client):
 
 
 def test_greedy_matches_transformers_and_seeded_sampling_repeats(client, tiny_model):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
@@ -83,7 +89,6 @@ def test_stop_strings_are_honoured(client):
 
 
 def test_fim_completion_builds_the_qwen_prompt(client, tiny_model):
-    from transformers import AutoTokenizer
 
     prefix, suffix = "def add(a, b):\n    ", "\n    return total\n"
     r = client.completions.create(model="base", prompt=prefix, suffix=suffix, max_tokens=5,
@@ -108,6 +113,33 @@ def test_guided_choice_returns_a_choice_with_normalised_logprobs(client, choices
         assert {t.token for t in top} == set(choices)
         assert math.isclose(sum(math.exp(t.logprob) for t in top), 1.0, rel_tol=1e-4)
         assert max(top, key=lambda t: t.logprob).token == answer
+
+
+@pytest.mark.parametrize("model", ["base", "lora1"])
+def test_guided_choice_scores_equal_each_choice_scored_after_the_prompt(
+        client, tiny_model, adapters, model):
+    """The server runs the prompt once and scores the choices from its cache: the result must
+    be what a plain forward pass over prompt + choice gives, for every (multi-token) choice."""
+    choices = ["yes", "no", "not sure at all", "4"]
+    r = client.chat.completions.create(
+        model=model, messages=CHAT, max_tokens=8, logprobs=True, top_logprobs=len(choices),
+        extra_body={"guided_choice": choices})
+    got = {t.token: t.logprob for t in r.choices[0].logprobs.content[0].top_logprobs}
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    lm = AutoModelForCausalLM.from_pretrained(tiny_model)
+    if model != "base":
+        lm = PeftModel.from_pretrained(lm, adapters[model])
+    prompt = tok.encode(tok.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True),
+                        add_special_tokens=False)
+    totals = []
+    for c in choices:
+        ids = tok.encode(c, add_special_tokens=False)
+        with torch.inference_mode():
+            logp = torch.log_softmax(lm(torch.tensor([prompt + ids])).logits[0].float(), -1)
+        totals.append(sum(float(logp[len(prompt) - 1 + j, t]) for j, t in enumerate(ids)))
+    want = torch.log_softmax(torch.tensor(totals), 0)
+    for c, w in zip(choices, want.tolist(), strict=True):
+        assert math.isclose(got[c], w, abs_tol=1e-3), (c, got[c], w)
 
 
 def test_unknown_model_is_404_and_bad_requests_are_400(client):
