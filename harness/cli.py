@@ -131,7 +131,7 @@ def _dispatch(command: str, cfg) -> int:
         print(json.dumps(sweep_report(cfg), indent=2, default=str))
         return 0
     from harness.config_check import check_config
-    from harness.train.preflight import check_run
+    from harness.preflight import check_run
 
     summary: dict = {}
     stages = STAGES if command == "run" else (command,)

@@ -31,7 +31,8 @@ class Code:
     - `resumable(cfg, partial)`: whether unfinished work in `partial` can continue;
     - `adopt(cfg, finished, partial)`: seed `partial` from a finished output when only the
       `extends` keys grew (True when it did);
-    - `space_needed(partial)`: a lower bound on the write that failed, for the disk-full error.
+    - `space_needed(partial)`: a lower bound on the write that failed, for the disk-full error;
+    - `before(cfg)`: what must exist before the stage's first output, each time it runs.
     """
 
     run: Callable[[Config, Path], dict]
@@ -39,6 +40,7 @@ class Code:
     resumable: Callable[[Config, Path], bool] | None = None
     adopt: Callable[[Config, Path, Path], bool] | None = None
     space_needed: Callable[[Path], int | None] | None = None
+    before: Callable[[Config], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,11 @@ def _train() -> Code:
 
 def _eval() -> Code:
     from harness.eval import stage
+    from harness.gate.thresholds import freeze_thresholds
 
-    return Code(run=stage.run, fingerprint_inputs=stage.fingerprint_inputs)
+    # the gate's thresholds are frozen before any model output exists, so no result can move them
+    return Code(run=stage.run, fingerprint_inputs=stage.fingerprint_inputs,
+                before=freeze_thresholds)
 
 
 def _gate() -> Code:

@@ -56,7 +56,7 @@ from harness.rundir import (
 
 log = logging.getLogger(__name__)
 
-# What each stage runs after (harness/train/preflight.py walks it to know what will run).
+# What each stage runs after (harness/preflight.py walks it to know what will run).
 UPSTREAM = {s.name: s.upstream for s in BY_NAME.values() if s.upstream}
 
 
@@ -165,6 +165,8 @@ def run_stage(cfg: DictConfig, name: str, force: bool = False) -> dict:
     atomic_write_json(marker, {"fingerprint": fp, "resume": resume, "parts": parts})
     log.info("%s: running → %s", name, out)
     t0 = time.time()
+    if code.before is not None:
+        code.before(cfg)
     try:
         summary = code.run(cfg, partial)
     except HarnessError:

@@ -7,8 +7,16 @@ from __future__ import annotations
 import pytest
 from conftest import make_cfg
 
-from harness.rundir import write_stage
-from harness.stages import changed_keys, fingerprint_parts, resume_key, stable_hash
+from harness.io import read_json
+from harness.rundir import THRESHOLDS, write_stage
+from harness.stages import (
+    changed_keys,
+    fingerprint_parts,
+    resume_key,
+    run_stage,
+    stable_hash,
+    stage_dir,
+)
 
 BASE = ["train.max_steps=20"]
 
@@ -45,3 +53,16 @@ def test_changed_keys_name_each_setting_with_old_and_new_value():
     new = {"train": {"lr": 0.001, "lora": {"r": 16, "use_dora": True}}, "upstream": "a"}
     assert changed_keys(old, new) == ["train.lora.use_dora: '<unset>' → True",
                                       "train.lr: 0.005 → 0.001"]
+
+
+def test_eval_freezes_the_gate_thresholds_before_its_code_runs(tmp_path):
+    """The pipeline's `before` hook: even an eval that fails at once leaves the gate's
+    thresholds frozen, so no model output can exist without them."""
+    cfg = make_cfg(tmp_path / "run", tmp_path, ["gate.checks.mbpp.fail=0.07"])
+    for name in ("mine", "format", "train"):  # finished, but empty: eval fails reading them
+        (out := stage_dir(cfg, name)).mkdir(parents=True)
+        write_stage(out, name, "f", {})
+    with pytest.raises(FileNotFoundError, match=r"records\.jsonl"):
+        run_stage(cfg, "eval")
+    frozen = read_json(tmp_path / "run" / THRESHOLDS)
+    assert frozen["gate"]["checks"]["mbpp"]["fail"] == 0.07

@@ -18,10 +18,10 @@ each plans its items, asks them and scores the rows, written to
 - ``judge``: an LLM judge scoring both models' answers to held-out change requests, and its
   reliability measured on known answers built from the same requests (judge_reliability.py).
 
-Before any model runs, the gate thresholds are frozen and the sandbox proves itself (every
-reference solution passes, known-bad programs fail). Each (task, model) file is written as
-soon as it is complete, so a crashed eval resumes without regenerating what it already has;
-judge replies are cached by content.
+Before any model runs, the gate thresholds are frozen (the stage's `before` hook in
+harness/pipeline.py) and the sandbox proves itself (every reference solution passes, known-bad
+programs fail). Each (task, model) file is written as soon as it is complete, so a crashed eval
+resumes without regenerating what it already has; judge replies are cached by content.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ from harness.eval.engines.pool import EnginePool, engine_settings
 from harness.eval.tasks import TASKS, Context
 from harness.format.fim import fim_tokens, is_left_to_right
 from harness.gate.power import check_power, is_pass_fail, parts
-from harness.gate.thresholds import freeze_thresholds
 from harness.io import (
     atomic_write_json,
     read_json,
@@ -284,7 +283,6 @@ def _noise_runs(ctx: Context, p: Plan, engine) -> None:
 
 def run(cfg: DictConfig, out: Path) -> dict:
     e = cfg.eval
-    freeze_thresholds(cfg)  # before any model output exists
     _check_choices(e)
     decoding = Decoding(n=e.n_samples, temperature=e.temperature,
                         top_p=e.top_p if e.temperature else 1.0, seed=e.seed)

@@ -35,7 +35,8 @@ def run_with_stand_in(tmp_path: Path, cache: Path, backend: str) -> dict:
 import json, sys
 sys.path.insert(0, {str(tmp_path / "standin")!r}); sys.path.insert(0, {str(ROOT / "tests")!r})
 import harness.cli, harness.stages  # what the command has imported before its preflight
-from harness.train import backends, preflight
+from harness import preflight
+from harness.train import backends
 backends.cuda_available = lambda: True
 from conftest import make_cfg
 cfg = make_cfg({str(tmp_path / "run")!r}, None, ["train.backend={backend}"], {str(cache)!r})

@@ -1,5 +1,5 @@
-"""Preflight: what a run needs is checked before its first expensive step, and each failure
-names its fix. The judge endpoint is a real HTTP server on loopback."""
+"""The run's preflight: what a run needs is checked before its first expensive step, and each
+failure names its fix. The judge endpoint is a real HTTP server on loopback."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from conftest import make_cfg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from harness import preflight
 from harness.errors import HarnessError
 from harness.rundir import write_stage
 from harness.serve.app import ServerThread
-from harness.train import preflight
+from harness.stages import stage_dir
 
 
 def models_app(served: list[str], key: str | None = None) -> FastAPI:
@@ -117,32 +118,6 @@ def test_a_run_stops_before_mining_when_the_judge_is_unreachable(tmp_path, monke
 def test_pending_counts_the_unfinished_upstream_stages(cfg_for):
     cfg = cfg_for()
     assert preflight.pending(cfg, ["eval"]) == ["mine", "format", "train", "eval"]
-    (cfg_dir := preflight_stage(cfg, "train")).mkdir(parents=True)
+    (cfg_dir := stage_dir(cfg, "train")).mkdir(parents=True)
     write_stage(cfg_dir, "train", "t", {})
     assert preflight.pending(cfg, ["eval"]) == ["eval"]
-
-
-def preflight_stage(cfg, name):
-    from harness.stages import stage_dir
-
-    return stage_dir(cfg, name)
-
-
-def test_the_memory_settings_never_change_what_training_produces(cfg_for):
-    """Turning the plan's check off to resume a refused or crashed run must not set its
-    checkpoints aside: train.memory is operational, outside the train fingerprint."""
-    from harness.stages import fingerprint
-
-    done = preflight_stage(cfg_for(), "format")
-    done.mkdir(parents=True)
-    write_stage(done, "format", "f", {})
-    assert fingerprint(cfg_for(), "train") == fingerprint(
-        cfg_for("train.memory.check=false", "train.memory.headroom=0.5"), "train")
-
-
-def test_a_model_without_a_decoder_shape_is_refused_only_while_the_plan_is_checked(cfg_for):
-    from transformers import GPT2Config  # no intermediate_size: not a Llama-style block
-
-    with pytest.raises(HarnessError, match=r"train\.memory\.check=false"):
-        preflight.check_memory(cfg_for(), "hf", GPT2Config())
-    preflight.check_memory(cfg_for("train.memory.check=false"), "hf", GPT2Config())
