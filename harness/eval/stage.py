@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.benchmarks import Problem, load_humaneval, load_mbpp
 from harness.errors import HarnessError
-from harness.eval import bigcode
+from harness.eval import base_cache, bigcode
 from harness.eval.engines.base import Decoding
 from harness.eval.engines.hf import HFEngine
 from harness.eval.engines.pool import EnginePool, engine_settings
@@ -245,28 +245,32 @@ def noise_floor(out: Path, p: Plan) -> dict:
     return floor
 
 
-def generate_all(ctx: Context, p: Plan) -> dict[str, dict[str, list[dict]]]:
-    """Every (task, model) result file in the eval dir that is not on disk yet; the rows of
-    every one, per task and model."""
+def generate_all(ctx: Context, p: Plan, kept_base: Path | None = None
+                 ) -> dict[str, dict[str, list[dict]]]:
+    """Every (task, model) result file in the eval dir that is not on disk yet (the base's from
+    `kept_base` when an earlier run left them there); the rows of every one, per task and model."""
     e = ctx.cfg.eval
     rows: dict[str, dict[str, list[dict]]] = {name: {} for name in p}
     with EnginePool(ctx.cfg, ctx.model_ref, ctx.adapter, ctx.tokenizer) as pool:
         for label in MODELS:
             engine = pool.lazy(label)  # loaded on first use only
+            kept = kept_base if label == "base" else None
             for name, items in p.items():
                 task = TASKS[name]
                 path = ctx.out / samples(task.samples, label)
+                base_cache.restore(kept, path)
                 got = _reused(path)
                 if got is None:
                     got = _written(path, task.generate(ctx, items, engine, label))
+                    base_cache.keep(kept, path)
                 rows[name][label] = got
             if label == "base" and e.get("noise_floor", {}).get("enabled") and _noise_tasks(p):
-                _noise_runs(ctx, p, pool.get("base"))
+                _noise_runs(ctx, p, pool.get("base"), kept_base)
             pool.release(label)
     return rows
 
 
-def _noise_runs(ctx: Context, p: Plan, engine) -> None:
+def _noise_runs(ctx: Context, p: Plan, engine, kept_base: Path | None) -> None:
     """The base model again on the noise-floor tasks with another batch size (padding changes
     the numerics, nothing else), into samples/<task>.base_noise.jsonl."""
     e = ctx.cfg.eval
@@ -277,8 +281,10 @@ def _noise_runs(ctx: Context, p: Plan, engine) -> None:
     rebatched = HFEngine(engine.model, engine.tokenizer, size, engine.max_new_tokens)
     for name in _noise_tasks(p):
         path = ctx.out / samples(name, BASE_NOISE)
+        base_cache.restore(kept_base, path)
         if _reused(path) is None:
             _written(path, TASKS[name].again(ctx, p[name], rebatched, "base"))
+            base_cache.keep(kept_base, path)
 
 
 def run(cfg: DictConfig, out: Path) -> dict:
@@ -303,9 +309,11 @@ def run(cfg: DictConfig, out: Path) -> dict:
     metrics["gate_power"] = power_plan(cfg.gate, p, cfg.gate.bootstrap.confidence)
     toks = (fim_tokens(tokenizer, cfg.model.fim)
             if any(TASKS[name].fim_tokens for name in p) and not left_to_right else None)
+    kept = base_cache.base_cache_dir(cfg, require_output(cfg, "mine") / RECORDS,
+                                     {k: v for k, v in fingerprint_inputs(cfg).items() if k != "rubric"})
     ctx = Context(cfg=cfg, out=out, tokenizer=tokenizer, sandbox=sandbox, decoding=decoding,
                   model_ref=model_ref, adapter=adapter, fim_tokens=toks)
-    rows = generate_all(ctx, p)
+    rows = generate_all(ctx, p, kept)
     asked = {name: TASKS[name].settings(ctx, items) for name, items in p.items()}
     metrics["settings"] = {
         **engine_settings(e), "runner": e.runner, "scorer": e.scorer,

@@ -113,6 +113,34 @@ def test_a_rerun_reuses_finished_files_and_redoes_only_the_missing_one(evaluated
     assert again["humaneval"] == summary["humaneval"]
 
 
+def test_a_later_run_takes_the_base_outputs_from_the_cache_and_makes_the_candidates(
+        tmp_path, tiny_model, harness_cache, caplog):
+    """Another adapter (a sweep, a seed, a negative control) does not change what the base model
+    says: a second run copies the base files an earlier run kept, and generates only the
+    candidate's. A changed eval setting makes a new key, and the base runs again."""
+    cache = tmp_path / "cache"  # this test's own: nothing kept by other tests
+    few = [*SMALL, "eval.mbpp.enabled=false", "eval.humaneval_infill.enabled=false"]
+    caplog.set_level("INFO")
+    outs = []
+    for i, extra in enumerate([[], [], ["eval.fim.holes=2"]]):
+        run = tmp_path / f"run{i}"
+        upstream(run, tiny_model)
+        make_adapter(tiny_model, run / "train" / "adapter", seed=1 + i)
+        cfg = make_cfg(run, overrides=[*few, *extra, f"cache_dir={cache}",
+                                       f"model.name_or_path={tiny_model}"])
+        caplog.clear()
+        stage.run(cfg, run / "eval.partial")
+        outs.append((run / "eval.partial", caplog.text))
+    (first, _), (second, log2), (_, log3) = outs
+    for task in ("humaneval", "fim"):
+        name = samples(task, "base")
+        assert f"{name.name}: the base model's outputs" in log2
+        assert (second / name).read_bytes() == (first / name).read_bytes()
+        assert f"{task}.candidate: " in log2  # generated: its adapter is another one
+    assert rows(second, "humaneval.candidate") != rows(first, "humaneval.candidate")
+    assert "the base model's outputs" not in log3 and "fim.base: 2 rows" in log3
+
+
 def test_results_from_different_prompts_are_refused(evaluated):
     cfg, out, _ = evaluated
     path = out / samples("mbpp", "candidate")
