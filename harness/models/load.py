@@ -41,6 +41,16 @@ def resolve_model_path(model_cfg: DictConfig, cache_dir: str) -> str:
     return str(name)
 
 
+def model_id(model_cfg: DictConfig) -> str:
+    """What manifests and reports call the base model: its hub id or path, the GGUF file it
+    was converted from (package/file), or `tiny` for the built test model."""
+    if name := model_cfg.get("name_or_path"):
+        return str(name)
+    if gguf := model_cfg.get("gguf"):
+        return "/".join(str(p) for p in (gguf.get("package"), gguf.get("file")) if p)
+    return "tiny"
+
+
 def load_tokenizer(model_ref: str, model_cfg: DictConfig | None = None):
     from transformers import AutoTokenizer
 

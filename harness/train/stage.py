@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config_check import TrainSettings, typed
 from harness.io import atomic_write_json, read_json, respect_umask, sha256_tree, write_jsonl
-from harness.models.load import load_tokenizer
+from harness.models.load import load_tokenizer, model_id
 from harness.rundir import ADAPTER, CHECKPOINTS, DATASET_CARD, MANIFEST, TENSORBOARD, TRAIN_LOG
 from harness.stages import require_output
 from harness.train.backends import (
@@ -176,7 +176,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
     card = read_json(require_output(cfg, "format") / DATASET_CARD)
     manifest = {
         "base_model": model_ref,
-        "base_model_id": cfg.model.get("name_or_path") or "tiny",
+        "base_model_id": model_id(cfg.model),
         "base_model_revision": cfg.model.get("revision"),
         "base_model_commit": getattr(trainer.model.config, "_commit_hash", None),
         **loaded_base(trainer.model),  # what was loaded (Unsloth may substitute its own copy)
