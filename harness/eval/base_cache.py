@@ -20,7 +20,7 @@ import shutil
 from functools import cache
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_text, sha256_file, stable_hash
@@ -36,15 +36,13 @@ def code_version() -> str:
                         for p in sorted(root.rglob("*.py"))})
 
 
-def base_cache_dir(cfg: DictConfig, records: Path, inputs: dict) -> Path | None:
-    """Where this run's base outputs are kept, or None where they must not be reused."""
+def base_cache_dir(cfg: DictConfig, records: Path, shared: dict) -> Path | None:
+    """Where this run's base outputs are kept, or None where they must not be reused. `shared`:
+    what every model output depends on besides the adapter (eval.stage.output_inputs)."""
     e = cfg.eval
     if e.engine == "openai" and e.openai.base_url:
         return None
-    key = stable_hash({"eval": OmegaConf.to_container(e, resolve=True),
-                       "model": OmegaConf.to_container(cfg.model, resolve=True),
-                       "records": sha256_file(records), "inputs": inputs,
-                       "code": code_version()})
+    key = stable_hash({**shared, "records": sha256_file(records), "code": code_version()})
     return Path(cfg.cache_dir).expanduser() / "eval-base" / key
 
 

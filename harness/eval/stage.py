@@ -93,22 +93,19 @@ def fingerprint_inputs(cfg: DictConfig) -> dict:
             "sandbox": {"mode": mode, "user": user, "code": code}}
 
 
-def generation_key(cfg: DictConfig) -> str:
-    """What the models' outputs depend on: eval's fingerprint less the judge's part (its rubric
-    and `judge` settings), so editing a rubric re-judges without regenerating."""
-    inputs = {k: v for k, v in fingerprint_inputs(cfg).items() if k != "rubric"}
-    return stable_hash({
-        "eval": OmegaConf.to_container(cfg.eval, resolve=True),
-        "model": OmegaConf.to_container(cfg.model, resolve=True),
-        "upstream": read_stage(require_output(cfg, "train"))["fingerprint"],
-        "inputs": inputs})
+def output_inputs(cfg: DictConfig) -> dict:
+    """What every model output depends on besides the adapter: the eval and model settings and
+    eval's content inputs less the judge's rubric (editing a rubric re-judges, nothing more)."""
+    return {"eval": OmegaConf.to_container(cfg.eval, resolve=True),
+            "model": OmegaConf.to_container(cfg.model, resolve=True),
+            "inputs": {k: v for k, v in fingerprint_inputs(cfg).items() if k != "rubric"}}
 
 
-def reuse_generations(cfg: DictConfig, out: Path) -> None:
+def reuse_generations(cfg: DictConfig, out: Path, shared: dict) -> None:
     """Copy the last finished eval's model outputs (each task's samples files) into `out` when
-    their generation key is this run's; the judge's grades are not outputs of the models and
-    are never copied (run_judge writes them anew)."""
-    key = generation_key(cfg)
+    their generation key (`shared` and the trained adapter) is this run's; the judge's grades
+    are not outputs of the models and are never copied (run_judge writes them anew)."""
+    key = stable_hash({**shared, "upstream": read_stage(require_output(cfg, "train"))["fingerprint"]})
     atomic_write_json(out / GENERATION_KEY, {"key": key})
     previous = stage_dir(cfg, "eval")
     if previous.resolve() == out.resolve() or not (previous / GENERATION_KEY).is_file() \
@@ -297,7 +294,8 @@ def run(cfg: DictConfig, out: Path) -> dict:
     model_ref = resolve_model_path(cfg.model, cfg.cache_dir)
     tokenizer = load_tokenizer(model_ref, cfg.model)
     adapter = str((train_dir / ADAPTER).resolve())
-    reuse_generations(cfg, out)
+    shared = output_inputs(cfg)
+    reuse_generations(cfg, out, shared)
 
     sandbox = Sandbox.from_config(e.sandbox)
     metrics: dict = {"sandbox": sandbox.describe()}
@@ -309,8 +307,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
     metrics["gate_power"] = power_plan(cfg.gate, p, cfg.gate.bootstrap.confidence)
     toks = (fim_tokens(tokenizer, cfg.model.fim)
             if any(TASKS[name].fim_tokens for name in p) and not left_to_right else None)
-    kept = base_cache.base_cache_dir(cfg, require_output(cfg, "mine") / RECORDS,
-                                     {k: v for k, v in fingerprint_inputs(cfg).items() if k != "rubric"})
+    kept = base_cache.base_cache_dir(cfg, require_output(cfg, "mine") / RECORDS, shared)
     ctx = Context(cfg=cfg, out=out, tokenizer=tokenizer, sandbox=sandbox, decoding=decoding,
                   model_ref=model_ref, adapter=adapter, fim_tokens=toks)
     rows = generate_all(ctx, p, kept)
