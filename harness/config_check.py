@@ -387,7 +387,7 @@ class JudgeSettings:
 
 # ---- gate -----------------------------------------------------------------------------------
 
-GATE_RULES = ("max_drop", "min_gain", "min_rel_gain")
+GATE_RULES = ("max_drop", "min_gain", "min_rel_gain", "max_rel_drop")
 ON_INCONCLUSIVE = ("hold", "deploy", "no-deploy")
 
 
@@ -410,6 +410,8 @@ class GateCheck:
             raise SettingError("warn", self.warn, "no warn band (only max_drop has one)")
         if self.warn is not None and not 0 <= self.warn <= self.fail:
             raise SettingError("warn", self.warn, f"a number in [0, fail={self.fail:g}]")
+        if self.rule == "max_rel_drop" and self.fail > 1:
+            raise SettingError("fail", self.fail, "a share of the base's rate in [0, 1]")
 
 
 @dataclass

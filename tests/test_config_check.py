@@ -114,6 +114,8 @@ def test_a_new_gate_check_is_typed_like_the_shipped_ones(tmp_path):
     ("gate.checks.fim.rule=at_least", "gate.checks.fim.rule='at_least': expected one of max_drop, min_gain"),
     ("+gate.checks.fim.warn=0.01", r"gate.checks.fim.warn=0.01: expected no warn band \(only max_drop has one\)"),
     ("gate.checks.mbpp.warn=0.5", r"gate.checks.mbpp.warn=0.5: expected a number in \[0, fail=0.05\]"),
+    ("gate.checks.forgetting_relative.fail=1.5",
+     r"gate.checks.forgetting_relative.fail=1.5: expected a share of the base.s rate in \[0, 1\]"),
     ("gate.checks.mbpp.metric=mbpp", "gate.checks.mbpp.metric='mbpp': expected <task>.<field>"),
     ("gate.decision.on_inconclusive=maybe", "gate.decision.on_inconclusive='maybe': expected one of hold"),
     ("gate.judge_reliability.max_first_position_bias=0.7", "gate.judge_reliability.max_first_position_bias=0.7"),

@@ -20,6 +20,7 @@ from math import sqrt
 from scipy.stats import norm
 
 from harness.eval.tasks import pass_fail_fields
+from harness.gate.rules import RELATIVE_RULES
 
 POWER = 0.8
 
@@ -34,20 +35,27 @@ def min_detectable_effect(n: int, flip_rate: float, confidence: float) -> float:
 
 
 def check_power(name: str, check: dict, n: int, flip_rate: float, confidence: float,
-                source: str) -> dict:
+                source: str, base_rate: float | None = None) -> dict:
     """The figures for one pass/fail check, and a warning when its margin is below what its
-    items can resolve (it would be inconclusive at no change: a configuration error)."""
+    items can resolve (it would be inconclusive at no change: a configuration error). A
+    relative margin (`fail` x the base's rate) is compared in the difference's units, so it
+    needs `base_rate`: before eval it is unknown and the check is not judged decidable or not."""
     hw = half_width(n, flip_rate, confidence)
     out = {"n": n, "flip_rate": flip_rate, "flip_rate_source": source,
-           "half_width": round(hw, 4), "mde": round(min_detectable_effect(n, flip_rate, confidence), 4),
-           "margin": check["fail"], "decidable": check["fail"] > hw}
+           "half_width": round(hw, 4), "mde": round(min_detectable_effect(n, flip_rate, confidence), 4)}
+    relative = check.get("rule") in RELATIVE_RULES
+    if relative and not base_rate:
+        return {**out, "margin": None, "decidable": None}
+    margin = check["fail"] * base_rate if relative else check["fail"]
+    out.update(margin=round(margin, 4), decidable=margin > hw)
     if not out["decidable"]:
+        fix = (f"a relative margin above {hw / base_rate:.3f}" if relative else
+               f"a margin above {hw:.3f}")
         out["warning"] = (
             f"gate check {name}: with {n} items and {flip_rate:.0%} of them flipping, the "
             f"{confidence:.0%} CI of the difference is about ±{hw:.3f} wide at no change, more "
-            f"than the margin {check['fail']:g}: the check cannot pass. Fix: pool benchmarks "
-            f"(metric a + b), sample n answers per problem (eval.n_samples), or declare a margin "
-            f"above {hw:.3f}.")
+            f"than the margin {margin:.3g}: the check cannot pass. Fix: pool benchmarks "
+            f"(metric a + b), sample n answers per problem (eval.n_samples), or declare {fix}.")
     return out
 
 

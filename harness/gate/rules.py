@@ -9,6 +9,7 @@ statistic with the check's margin L:
     max_drop      mean(cand) - mean(base)        -fail   may lose at most `fail`
     min_gain      mean(cand) - mean(base)        +fail   must gain at least `fail`
     min_rel_gain  mean(cand) / mean(base) - 1    +fail   must gain at least `fail` x base
+    max_rel_drop  mean(cand) / mean(base) - 1    -fail   may lose at most `fail` x base
 
     pass          CI lower bound >= L (confident the requirement holds)
     fail          CI upper bound <  L (confident it does not)
@@ -30,6 +31,14 @@ which gives a forgetting check the power one benchmark lacks (harness/gate/power
 with `hold_on_inconclusive: false` can fail the gate but its inconclusive status does not hold
 it (the per-benchmark forgetting checks beside the pooled one).
 
+`max_rel_drop` is the forgetting check for a weak base model: at a 7.8% base pass rate (the
+offline demo's) a 5-point `max_drop` margin is two thirds of everything the model can do, and
+losing every pass (0 of 128 against 10) leaves its CI at [-0.125, -0.031], inconclusive; the
+relative statistic's CI is [-1, -1] there, so "kept at least half of the base's passes" fails it,
+while the demo's candidate (11 against 10, CI [-0.36, +1.0]) passes. For a strong base model
+(60%) half of its passes is 30 points, so the absolute check stays the one that binds; beside it
+the relative one only adds a way to fail.
+
 Decision: no-deploy if any check fails or is missing (or the thresholds changed after eval);
 otherwise inconclusive checks act as `decision.on_inconclusive` says (hold: the decision is
 "inconclusive"); otherwise deploy.
@@ -40,7 +49,9 @@ from __future__ import annotations
 from harness.errors import HarnessError
 from harness.gate.stats import mcnemar_exact, paired_bootstrap, relative_gain
 
-RULES = ("max_drop", "min_gain", "min_rel_gain")
+RULES = ("max_drop", "min_gain", "min_rel_gain", "max_rel_drop")
+DROP_RULES = ("max_drop", "max_rel_drop")
+RELATIVE_RULES = ("min_rel_gain", "max_rel_drop")
 ON_INCONCLUSIVE = ("hold", "deploy", "no-deploy")
 # `harness gate` exit codes, for deploy pipelines; 2 is a bad input (HarnessError).
 EXIT_CODES = {"deploy": 0, "no-deploy": 3, "inconclusive": 4}
@@ -79,7 +90,7 @@ def validate(gate: dict) -> None:
                         "true or false")
         if check.get("rule") not in RULES:
             raise _fail(f"checks.{name}.rule", check.get("rule"), f"one of {RULES}")
-        number(f"checks.{name}.fail", check.get("fail"), 0)
+        number(f"checks.{name}.fail", check.get("fail"), 0, 1 if check["rule"] == "max_rel_drop" else None)
         if "warn" in check:
             if check["rule"] != "max_drop":
                 raise _fail(f"checks.{name}.warn", check["warn"], "no warn band (only max_drop has one)")
@@ -108,8 +119,8 @@ def validate(gate: dict) -> None:
 def evaluate_check(name: str, check: dict, base: list[float], cand: list[float], gate: dict) -> dict:
     """One check's numbers and status under the declared rule (see the module docstring)."""
     rule, boot = check["rule"], gate["bootstrap"]
-    margin = -check["fail"] if rule == "max_drop" else check["fail"]
-    statistic = "relative_gain" if rule == "min_rel_gain" else "difference"
+    margin = -check["fail"] if rule in DROP_RULES else check["fail"]
+    statistic = "relative_gain" if rule in RELATIVE_RULES else "difference"
     row = {"name": name, **check, "n": len(base), "statistic": statistic, "margin": margin,
            "confidence": boot["confidence"]}
     if not base:

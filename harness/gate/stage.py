@@ -78,7 +78,8 @@ def observed_power(name: str, check: dict, base: list[float], cand: list[float],
     base model's flips between two innocuous runs) when eval measured it."""
     flips = sum(1 for b, c in zip(base, cand, strict=True) if b != c)
     confidence = gate["bootstrap"]["confidence"]
-    out = check_power(name, check, len(base), max(flips, 1) / len(base), confidence, "observed")
+    out = check_power(name, check, len(base), max(flips, 1) / len(base), confidence, "observed",
+                      base_rate=sum(base) / len(base))
     metrics = eval_dir / METRICS
     floor = (read_json(metrics).get("noise_floor") or {}) if metrics.exists() else {}
     measured = [floor[p.partition(".")[0]] for p in parts(check["metric"])

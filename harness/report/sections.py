@@ -75,7 +75,8 @@ def gate(ev: dict) -> list:
     return [Heading("Gate"),
             Para(f"Each check compares the {conf:.0%} paired-bootstrap CI of its statistic "
                  f"(candidate vs base, per item) with its margin: `max_drop` may lose at most "
-                 f"`fail`, `min_gain` / `min_rel_gain` must gain at least `fail`."),
+                 f"`fail`, `max_rel_drop` at most `fail` × base, `min_gain` / `min_rel_gain` must gain at "
+                 f"least `fail` (× base for the relative one)."),
             Table(["check", "metric", "rule", "fail", "warn", "n", "base", "candidate",
                    "statistic", "value", "CI", "McNemar p", "status"], rows),
             Bullets([f"**{c['name']}** ({c['status']}): {c.get('reason', '')}" for c in checks]),
@@ -87,8 +88,8 @@ def gate(ev: dict) -> list:
 def power(checks: list[dict], conf: float) -> list:
     """What each pass/fail check could resolve with its items (harness/gate/power.py), beside
     the noise floor: the base model's own flips between two innocuous runs, when measured."""
-    rows = [[c["name"], p["n"], p["flips"], p["half_width"], p["mde"], c.get("fail"),
-             "yes" if p["decidable"] else "no",
+    rows = [[c["name"], p["n"], p["flips"], p["half_width"], p["mde"], _margin(c, p),
+             {True: "yes", False: "no", None: "n/a"}[p["decidable"]],
              (f"{p['noise_floor']['flips']} of {p['noise_floor']['n']}" if p.get("noise_floor")
               else "not measured")]
             for c in checks if (p := c.get("power"))]
@@ -101,6 +102,13 @@ def power(checks: list[dict], conf: float) -> list:
                  f"(`eval.noise_floor.enabled`)."),
             Table(["check", "n", "flipped", "CI half-width", "MDE", "margin", "can pass",
                    "noise floor"], rows)]
+
+
+def _margin(check: dict, p: dict) -> str | float | None:
+    """The margin in the difference's units; a relative one also says what it is relative to."""
+    if check.get("statistic") != "relative_gain" or p.get("margin") is None:
+        return p.get("margin", check.get("fail"))
+    return f"{p['margin']:.3f} ({check['fail']:g} × base)"
 
 
 def codegen(ev: dict, max_flips: int) -> list:

@@ -57,8 +57,8 @@ def verdict_of(tmp_path) -> dict:
 def test_no_regression_and_real_gains_deploy(cfg, tmp_path):
     write_eval(tmp_path / "run")
     assert run_stage(cfg, "gate") == {"verdict": "deploy", "checks": {
-        "forgetting": "pass", "humaneval": "pass", "mbpp": "pass", "fim": "pass",
-        "convention_adherence": "pass"}}
+        "forgetting": "pass", "forgetting_relative": "pass", "humaneval": "pass", "mbpp": "pass",
+        "fim": "pass", "convention_adherence": "pass"}}
     verdict = verdict_of(tmp_path)
     assert verdict["exit_code"] == 0 and verdict["reasons"] == []
     judge = next(c for c in verdict["checks"] if c["name"] == "convention_adherence")
@@ -136,8 +136,8 @@ def test_an_unreliable_judge_makes_its_check_inconclusive_with_the_figures(cfg, 
     write_eval(tmp_path / "run", reliability=POSITION_BIASED, length_rho=0.8)
     summary = run_stage(cfg, "gate")
     assert summary == {"verdict": "inconclusive", "checks": {
-        "forgetting": "pass", "humaneval": "pass", "mbpp": "pass", "fim": "pass",
-        "convention_adherence": "inconclusive"}}
+        "forgetting": "pass", "forgetting_relative": "pass", "humaneval": "pass", "mbpp": "pass",
+        "fim": "pass", "convention_adherence": "inconclusive"}}
     judge = next(c for c in verdict_of(tmp_path)["checks"] if c["name"] == "convention_adherence")
     assert judge["status_if_reliable"] == "pass"  # the scores alone would have passed it
     assert judge["reason"].startswith("judge unreliable: pairwise accuracy 0% < 50%; position "

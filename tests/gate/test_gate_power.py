@@ -72,3 +72,28 @@ def test_eval_warns_before_generating_when_a_margin_is_below_what_its_items_reso
     assert figures["forgetting"]["n"] == 664 and figures["forgetting"]["decidable"]
     assert "gate check humaneval" in caplog.text and "gate check forgetting" not in caplog.text
     assert power_plan(OmegaConf.create({"checks": {}}), plan, 0.95) == {}
+
+
+def test_a_weak_model_that_loses_every_pass_fails_on_the_relative_check(tmp_path):
+    # the offline demo's base: 7 of 64 HumanEval and 3 of 64 MBPP problems pass; a harmful
+    # candidate passes none. At 5 points the pooled difference cannot tell (its CI reaches
+    # -0.031), keeping fewer than half of the base's passes can.
+    cfg = make_cfg(tmp_path / "run", overrides=POOLED)
+    freeze_thresholds(cfg)
+    base_he, _ = flips(64, 0, passing=7)
+    base_mb, _ = flips(64, 0, passing=3)
+    write_eval(tmp_path / "run", humaneval=(base_he, [0] * 64), mbpp=(base_mb, [0] * 64))
+    summary = run_stage(cfg, "gate")
+    assert summary["checks"]["forgetting"] == "inconclusive"
+    assert summary["checks"]["forgetting_relative"] == "fail" and summary["verdict"] == "no-deploy"
+    verdict = read_json(tmp_path / "run" / "gate" / VERDICT)
+    rel = next(c for c in verdict["checks"] if c["name"] == "forgetting_relative")
+    assert rel["power"]["margin"] == pytest.approx(0.5 * 10 / 128, abs=1e-4)  # in points
+    assert "fail: forgetting_relative" in verdict["reasons"][0]
+
+
+def test_a_relative_margin_has_no_power_statement_before_the_base_rate_is_known():
+    cfg = make_cfg("/tmp/unused", overrides=[*POOLED, "gate.power.flip_rate=0.12"])
+    figures = power_plan(cfg.gate, {"humaneval": load_humaneval(), "mbpp": load_mbpp()}, 0.95)
+    assert figures["forgetting_relative"]["decidable"] is None
+    assert "warning" not in figures["forgetting_relative"]

@@ -12,7 +12,8 @@ from harness.gate.rules import EXIT_CODES, decide, evaluate_check, judge_reliabi
 GATE = {
     "checks": {"humaneval": {"metric": "humaneval.pass@1", "rule": "max_drop", "fail": 0.05, "warn": 0.02},
                "fim": {"metric": "fim.exact_match", "rule": "min_gain", "fail": 0.01},
-               "judge": {"metric": "judge.convention_adherence", "rule": "min_rel_gain", "fail": 0.15}},
+               "judge": {"metric": "judge.convention_adherence", "rule": "min_rel_gain", "fail": 0.15},
+               "kept": {"metric": "humaneval.pass@1", "rule": "max_rel_drop", "fail": 0.5}},
     "bootstrap": {"samples": 2000, "confidence": 0.95, "seed": 0},
     "decision": {"min_items": 10, "on_inconclusive": "hold"},
 }
@@ -57,6 +58,22 @@ def test_relative_gain_uses_the_ci_of_the_ratio():
     assert noisy["relative_gain_ci"][0] < 0.15 <= noisy["relative_gain_ci"][1]
 
 
+def test_a_relative_drop_decides_for_a_weak_base_model_where_5_points_cannot():
+    # the offline demo's shape: 10 of 128 base passes. Losing all of them is inconclusive at a
+    # 5-point margin (the CI reaches -0.031) but a fail for "keep at least half of them"
+    base = [1] * 10 + [0] * 118
+    lost = [0] * 128
+    assert check("humaneval", base, lost)["status"] == "inconclusive"
+    gone = check("kept", base, lost)
+    assert gone["status"] == "fail" and gone["relative_gain_ci"] == [-1.0, -1.0]
+    assert "lies below -0.5" in gone["reason"]
+    # 4 passes gained and 3 lost (the demo's candidate): the ratio's CI stays above -0.5
+    kept = check("kept", base, [0] * 3 + [1] * 7 + [1] * 4 + [0] * 114)
+    assert kept["status"] == "pass" and kept["relative_gain"] == pytest.approx(0.1)
+    # 7 of 10 lost: the CI of the ratio holds -0.5, too few passes to tell
+    assert check("kept", base, [1] * 3 + [0] * 125)["status"] == "inconclusive"
+
+
 def test_too_few_items_or_none_are_not_a_pass():
     assert check("fim", [0] * 5, [1] * 5)["status"] == "inconclusive"
     missing = check("fim", [], [])
@@ -83,6 +100,7 @@ def test_decision_follows_the_declared_policy_for_inconclusive_checks():
     (lambda g: g["checks"]["judge"].update(metric="convention"), "checks.judge.metric"),
     (lambda g: g["bootstrap"].update(confidence=1.5), "bootstrap.confidence"),
     (lambda g: g["decision"].update(on_inconclusive="maybe"), "decision.on_inconclusive"),
+    (lambda g: g["checks"]["kept"].update(fail=1.5), r"checks.kept.fail"),
 ])
 def test_a_gate_the_rule_cannot_apply_is_refused(edit, message):
     validate(GATE)

@@ -57,7 +57,7 @@ def judged_run(tmp_path: Path, script, pairwise: bool = True):
         "judge.max_tokens=50", "judge.max_concurrency=8", f"judge.rubric={one_criterion(tmp_path)}",
         f"judge.pairwise={str(pairwise).lower()}",
         "~gate.checks.humaneval", "~gate.checks.mbpp", "~gate.checks.fim",
-        "~gate.checks.forgetting"])
+        "~gate.checks.forgetting", "~gate.checks.forgetting_relative"])
     freeze_thresholds(cfg)  # as eval does, before any judgement
     out = tmp_path / "run" / "eval"
     with FakeJudge(script) as server:
@@ -161,7 +161,7 @@ def test_the_offline_default_judge_says_in_the_first_lines_that_it_is_the_model_
         "judge.pairwise=false", "judge.reliability.pairwise=false",
         f"judge.rubric={one_criterion(tmp_path)}",
         "~gate.checks.humaneval", "~gate.checks.mbpp", "~gate.checks.fim",
-        "~gate.checks.forgetting"])
+        "~gate.checks.forgetting", "~gate.checks.forgetting_relative"])
     assert cfg.judge.base_url is None  # the offline default: a loopback serve over the base model
     freeze_thresholds(cfg)
     out = tmp_path / "run" / "eval"

@@ -47,7 +47,7 @@ def test_runs_are_ranked_by_the_gate_decision_then_its_margins(sweep):
     assert ranking[0]["min_slack"] == min(c["slack"] for c in ranking[0]["checks"].values())
     md = (folder / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| 1 | 1 |"))
-    assert "| 3e-4 | deploy | 5 |" in row and "../1/report.html" in row
+    assert "| 3e-4 | deploy | 6 |" in row and "../1/report.html" in row
     last = next(line for line in md.splitlines() if line.startswith("| 3 | 2 |"))
     assert "| 1e-3 | no-deploy |" in last and last.endswith("| n/a |")  # its report never ran
 
