@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from harness.eval.engines.base import GREEDY, Decoding, Generated, truncate_at_stop
+from harness.eval.engines.greedy import greedy_decode, plain_greedy
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,10 @@ class HFEngine:
                  decoding: Decoding = GREEDY, desc: str = "generating") -> list[Generated]:
         """Decoded continuations (special tokens dropped), cut at the first stop string.
 
-        Prompts are sorted by length to cut padding and left-padded. Sampling reseeds torch
-        per batch (seed + batch start), so a rerun draws the same samples.
+        Prompts are sorted by length to cut padding and left-padded. Greedy decoding drops a
+        row from the batch once it is done (greedy.py), where that is exactly what greedy
+        ``generate`` computes; otherwise ``generate`` runs. Sampling reseeds torch per batch
+        (seed + batch start), so a rerun draws the same samples.
         """
         max_new = max_new_tokens or self.max_new_tokens
         pad = self.tokenizer.pad_token_id
@@ -38,6 +41,7 @@ class HFEngine:
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[Generated | None] = [None] * len(prompts)
         limit = getattr(self.model.config, "max_position_embeddings", None)
+        shrink = decoding.greedy and plain_greedy(self.model.generation_config)
         sampling = ({"do_sample": True, "temperature": decoding.temperature,
                      "top_p": decoding.top_p, "num_return_sequences": decoding.n}
                     if not decoding.greedy else {"do_sample": False})
@@ -52,13 +56,17 @@ class HFEngine:
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
             if not decoding.greedy:
                 torch.manual_seed(decoding.seed + start)
-            gen = self.model.generate(
-                input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
-                max_new_tokens=max_new, pad_token_id=pad, eos_token_id=eos,
-                stop_strings=list(stop) or None, tokenizer=self.tokenizer if stop else None,
-                **sampling)
+            ids, mask = ids.to(self.model.device), mask.to(self.model.device)
+            if shrink:
+                rows = greedy_decode(self.model, self.tokenizer, ids, mask, max_new,
+                                     [] if eos is None else [eos] if isinstance(eos, int) else eos, stop)
+            else:
+                rows = self.model.generate(
+                    input_ids=ids, attention_mask=mask, max_new_tokens=max_new, pad_token_id=pad,
+                    eos_token_id=eos, stop_strings=list(stop) or None,
+                    tokenizer=self.tokenizer if stop else None, **sampling)[:, width:].tolist()
             texts = [truncate_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), stop)
-                     for row in gen[:, width:].tolist()]
+                     for row in rows]
             share = (time.perf_counter() - t0) / len(idx)
             for j, i in enumerate(idx):  # generate() returns each prompt's n rows together
                 results[i] = Generated(texts[j * decoding.n:(j + 1) * decoding.n], share)
