@@ -96,10 +96,13 @@ def child(case: str, run_dir: Path, args) -> dict:
     """One measurement, in this (fresh) process."""
     import psutil
 
+    from harness.stages import require_output
     from harness.train.stage import build_trainer
 
     cfg = compose(run_dir, [*base_overrides(args), *CASES[case]])
-    trainer, backend, *_ = build_trainer(cfg, Path(tempfile.mkdtemp(prefix="bench-train-")))
+    trainer, backend, *_ = build_trainer(cfg.train, cfg.model, require_output(cfg, "format"),
+                                         Path(tempfile.mkdtemp(prefix="bench-train-")),
+                                         run_name=cfg.run_name, cache_dir=cfg.cache_dir)
     shares = batch_shares(trainer, args.max_length, bool(cfg.train.packing))
     t0, c0 = time.perf_counter(), time.process_time()
     if case.startswith("bare-peft"):

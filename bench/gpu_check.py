@@ -119,7 +119,7 @@ def train(name: str, model_dir: Path, method: str, backend: str, s: dict, shapes
     from harness.train.backends import LOADERS
 
     cfg = train_cfg(method, backend, s["seq"], checkpointing=cuda)
-    model, peft_config = LOADERS[backend](str(model_dir), cfg)
+    model, peft_config = LOADERS[backend](str(model_dir), cfg.train, cfg.model)
     if peft_config is not None:
         model = get_peft_model(model, peft_config)
         if cuda:

@@ -128,7 +128,7 @@ def _dispatch(command: str, cfg) -> int:
     if command == "report" and cfg.report.get("sweep"):
         from harness.report.sweep import sweep_report
 
-        print(json.dumps(sweep_report(cfg), indent=2, default=str))
+        print(json.dumps(sweep_report(cfg.report, cfg.report_dir), indent=2, default=str))
         return 0
     from harness.config_check import check_config
     from harness.preflight import check_run
@@ -215,7 +215,7 @@ def _run_hydra(command: str) -> None:
         if command in STAGE_COMMANDS:
             from harness.sweep import task_result
 
-            return task_result(cfg)  # in a multirun: the objective Hydra sweepers optimise
+            return task_result(cfg.run_dir)  # in a multirun: the objective Hydra sweepers optimise
         return None
 
     app()

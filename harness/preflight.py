@@ -70,14 +70,14 @@ def check_endpoint(base_url: str, api_key_env: str, models: list[str], what: str
                            f"{sorted(served)[:10]}. Fix: set the model name to a served one.")
 
 
-def check_judge(cfg: DictConfig) -> None:
+def check_judge(jcfg: DictConfig) -> None:
+    """The judge settings: the rubric loads, and a configured endpoint serves the judge model."""
     from harness.judge.rubric import load_rubric
     from harness.paths import project_path
 
-    j = cfg.judge
-    load_rubric(project_path(j.rubric))
-    if j.base_url:
-        check_endpoint(str(j.base_url), str(j.api_key_env), [str(j.model)],
+    load_rubric(project_path(jcfg.rubric))
+    if jcfg.base_url:
+        check_endpoint(str(jcfg.base_url), str(jcfg.api_key_env), [str(jcfg.model)],
                        "the judge (judge.base_url)")
 
 
@@ -101,13 +101,13 @@ def check_eval_memory(cfg: DictConfig, model_config) -> None:
                           tokens, dtype_bytes, props.name, int(props.total_memory))
 
 
-def check_eval_engine(cfg: DictConfig) -> None:
-    e = cfg.eval
-    if e.engine == "openai" and e.openai.base_url:
-        check_endpoint(str(e.openai.base_url), str(e.openai.api_key_env),
-                       [str(v) for v in e.openai.models.values()],
+def check_eval_engine(ecfg: DictConfig) -> None:
+    """The eval settings' engine: a configured endpoint answers, vLLM is installed when named."""
+    if ecfg.engine == "openai" and ecfg.openai.base_url:
+        check_endpoint(str(ecfg.openai.base_url), str(ecfg.openai.api_key_env),
+                       [str(v) for v in ecfg.openai.models.values()],
                        "the eval endpoint (eval.openai.base_url)")
-    if e.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+    if ecfg.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         raise HarnessError("eval.engine=vllm needs vLLM. Fix: pip install -e '.[vllm]' on a "
                            "CUDA machine, or use eval.engine=hf.")
 
@@ -131,15 +131,15 @@ def check_run(cfg: DictConfig, stages: tuple[str, ...] | list[str]) -> None:
     """Everything the stages this command runs will need, checked before the first of them."""
     todo, config = pending(cfg, stages), None
     if "train" in todo:
-        config = train_checks(cfg)[3]
-        check_disk(cfg.run_dir, checkpoint_bytes(cfg, config), "the training checkpoints")
+        config = train_checks(cfg.train, cfg.model, cfg.cache_dir)[3]
+        check_disk(cfg.run_dir, checkpoint_bytes(cfg.train, config), "the training checkpoints")
     elif {"format", "eval"} & set(todo):
         from harness.models.load import resolve_model_path
 
         config = check_causal_lm(resolve_model_path(cfg.model, cfg.cache_dir), cfg.model)
     if "eval" in todo:
-        check_eval_engine(cfg)
+        check_eval_engine(cfg.eval)
         check_eval_memory(cfg, config)
         if cfg.eval.judge.enabled:
-            check_judge(cfg)
+            check_judge(cfg.judge)
     log.info("preflight: %s ready", ", ".join(todo) or "nothing to run")

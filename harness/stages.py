@@ -67,11 +67,17 @@ def stage_dir(cfg: DictConfig, name: str) -> Path:
 
 def require_output(cfg: DictConfig, name: str) -> Path:
     """The finished output directory of an upstream stage, or a clear error."""
-    path = stage_dir(cfg, name)
+    return finished_output(cfg.run_dir, cfg.run_name, name)
+
+
+def finished_output(run_dir: str | Path, run_name: str, name: str) -> Path:
+    """`require_output` from the run's directory and name, for code below the entry points
+    (which is given those, not the composed config)."""
+    path = rundir.stage_dir(run_dir, name)
     if not is_finished(path):
         raise HarnessError(
-            f"no finished '{name}' stage in {cfg.run_dir}. Fix: run `harness {name} "
-            f"run_name={cfg.run_name}` first, or `harness run` to chain every stage."
+            f"no finished '{name}' stage in {run_dir}. Fix: run `harness {name} "
+            f"run_name={run_name}` first, or `harness run` to chain every stage."
         )
     return path
 

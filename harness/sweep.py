@@ -118,16 +118,16 @@ def _settings() -> DictConfig:
     return HydraConfig.get().callbacks.sweep_summary
 
 
-def objective(cfg: DictConfig, metric: str | None = None) -> float:
-    """The number a sweep optimises for the run in `cfg.run_dir` (what a Hydra task function
+def objective(run_dir: str | Path, metric: str | None = None) -> float:
+    """The number a sweep optimises for the run in `run_dir` (what a Hydra task function
     returns to the Optuna sweeper). `metric` defaults to hydra.callbacks.sweep_summary.metric.
     An optimiser needs one number, so this is the metric alone; the ranking puts the gate's
     judgement before it once runs are gated."""
     metric = metric or _settings().metric
-    value = metric_value(cfg.run_dir, metric)
+    value = metric_value(run_dir, metric)
     if numeric(value) is None:
         raise HarnessError(
-            f"sweep metric {metric!r} is {value!r} in {cfg.run_dir}: not a number. Fix: pick a "
+            f"sweep metric {metric!r} is {value!r} in {run_dir}: not a number. Fix: pick a "
             "numeric output of a stage this command runs (hydra.callbacks.sweep_summary.metric=…, "
             "e.g. train.eval_loss for `harness train`, eval.fim.candidate.edit_similarity for "
             "`harness run`)."
@@ -135,16 +135,17 @@ def objective(cfg: DictConfig, metric: str | None = None) -> float:
     return float(value)
 
 
-def task_result(cfg: DictConfig) -> float | None:
-    """What the `harness` Hydra task function returns: in a multirun, the objective (the Optuna
-    sweeper needs a number; a missing one fails only that trial); otherwise None."""
+def task_result(run_dir: str | Path) -> float | None:
+    """What the `harness` Hydra task function returns for the run in `run_dir`: in a multirun,
+    the objective (the Optuna sweeper needs a number; a missing one fails only that trial);
+    otherwise None."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return None
     try:
-        return objective(cfg)
+        return objective(run_dir)
     except HarnessError as e:
         log.warning("%s", e)
         return None

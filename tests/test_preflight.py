@@ -43,7 +43,7 @@ def test_a_hosted_judge_without_its_key_fails_before_any_request(cfg_for, monkey
     cfg = cfg_for("judge=openai", "judge.api_key_env=JUDGE_KEY_FOR_TEST",
                   "judge.base_url=https://judge.invalid/v1")
     with pytest.raises(HarnessError, match=r"export JUDGE_KEY_FOR_TEST="):
-        preflight.check_judge(cfg)
+        preflight.check_judge(cfg.judge)
 
 
 def test_the_judge_endpoint_must_answer_models_and_serve_the_model(cfg_for, monkeypatch):
@@ -51,32 +51,32 @@ def test_the_judge_endpoint_must_answer_models_and_serve_the_model(cfg_for, monk
     with ServerThread(models_app(["judge-7b"], key="right")) as server:
         ok = cfg_for(f"judge.base_url={server.base_url}", "judge.model=judge-7b",
                      "judge.api_key_env=JUDGE_KEY_FOR_TEST")
-        preflight.check_judge(ok)  # served, key accepted
+        preflight.check_judge(ok.judge)  # served, key accepted
         wrong_model = cfg_for(f"judge.base_url={server.base_url}", "judge.model=gpt-4o",
                               "judge.api_key_env=JUDGE_KEY_FOR_TEST")
         with pytest.raises(HarnessError, match=r"does not serve \['gpt-4o'\].*judge-7b"):
-            preflight.check_judge(wrong_model)
+            preflight.check_judge(wrong_model.judge)
         monkeypatch.setenv("JUDGE_KEY_FOR_TEST", "wrong")
         with pytest.raises(HarnessError, match="refused the key in \\$JUDGE_KEY_FOR_TEST"):
-            preflight.check_judge(ok)
+            preflight.check_judge(ok.judge)
         url = server.base_url
     down = cfg_for(f"judge.base_url={url}", "judge.model=judge-7b")  # the server has stopped
     with pytest.raises(HarnessError, match=r"does not answer GET /models.*Fix: start"):
-        preflight.check_judge(down)
+        preflight.check_judge(down.judge)
 
 
 def test_a_rubric_that_does_not_parse_is_refused(cfg_for, tmp_path):
     bad = tmp_path / "rubric.yaml"
     bad.write_text("name: x\ncriteria: [unclosed\n")
     with pytest.raises(HarnessError, match="not valid YAML"):
-        preflight.check_judge(cfg_for(f"judge.rubric={bad}"))
+        preflight.check_judge(cfg_for(f"judge.rubric={bad}").judge)
 
 
 def test_an_eval_endpoint_must_serve_both_model_names(cfg_for):
     with ServerThread(models_app(["base"])) as server:
         cfg = cfg_for("eval.engine=openai", f"eval.openai.base_url={server.base_url}")
         with pytest.raises(HarnessError, match=r"does not serve \['candidate'\]"):
-            preflight.check_eval_engine(cfg)
+            preflight.check_eval_engine(cfg.eval)
 
 
 def test_a_missing_model_directory_is_refused(cfg_for, tmp_path):

@@ -36,14 +36,15 @@ def code_version() -> str:
                         for p in sorted(root.rglob("*.py"))})
 
 
-def base_cache_dir(cfg: DictConfig, records: Path, shared: dict) -> Path | None:
-    """Where this run's base outputs are kept, or None where they must not be reused. `shared`:
-    what every model output depends on besides the adapter (eval.stage.output_inputs)."""
-    e = cfg.eval
-    if e.engine == "openai" and e.openai.base_url:
+def base_cache_dir(ecfg: DictConfig, cache_dir: str | Path, records: Path,
+                   shared: dict) -> Path | None:
+    """Where this run's base outputs are kept under the harness cache `cache_dir`, or None where
+    they must not be reused (by the eval settings `ecfg`). `shared`: what every model output
+    depends on besides the adapter (eval.stage.output_inputs)."""
+    if ecfg.engine == "openai" and ecfg.openai.base_url:
         return None
     key = stable_hash({**shared, "records": sha256_file(records), "code": code_version()})
-    return Path(cfg.cache_dir).expanduser() / "eval-base" / key
+    return Path(cache_dir).expanduser() / "eval-base" / key
 
 
 def restore(cache_dir: Path | None, path: Path) -> None:

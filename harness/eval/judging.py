@@ -32,15 +32,16 @@ log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def judge_endpoint(cfg: DictConfig, model_ref: str) -> Iterator[str]:
-    """The judge's base URL: the configured one, or a loopback server over the base model."""
-    if cfg.judge.base_url:
-        yield str(cfg.judge.base_url)
+def judge_endpoint(jcfg: DictConfig, model_cfg: DictConfig, model_ref: str) -> Iterator[str]:
+    """The judge's base URL: the configured one (`judge.base_url`), or a loopback server over
+    the base model (`model_ref`, with the model settings' FIM tokens)."""
+    if jcfg.base_url:
+        yield str(jcfg.base_url)
         return
     from harness.serve.app import ServerThread, create_app
 
-    app = create_app(model_ref, served_name=cfg.judge.model,
-                     fim=plain(cfg.model.get("fim")))
+    app = create_app(model_ref, served_name=jcfg.model,
+                     fim=plain(model_cfg.get("fim")))
     with ServerThread(app) as server:
         log.info("local judge server (base model) at %s", server.base_url)
         yield server.base_url
@@ -69,13 +70,13 @@ def reliability_settings(j: DictConfig) -> dict:
     return r
 
 
-def run_judge(cfg: DictConfig, out: Path, model_ref: str, items: list[dict],
-              answers: dict[str, list[dict]]) -> dict:
-    """Judge both models' answers to the held-out change requests, and the judge itself; the
-    summary for metrics."""
-    rel = reliability_settings(cfg.judge)
-    with judge_endpoint(cfg, model_ref) as base_url:
-        judge = make_judge(cfg.judge, base_url, Path(cfg.cache_dir) / "judge")
+def run_judge(jcfg: DictConfig, model_cfg: DictConfig, cache_dir: str | Path, out: Path,
+              model_ref: str, items: list[dict], answers: dict[str, list[dict]]) -> dict:
+    """Judge both models' answers to the held-out change requests, and the judge itself, with
+    the judge settings (replies cached under `cache_dir`/judge); the summary for metrics."""
+    rel = reliability_settings(jcfg)
+    with judge_endpoint(jcfg, model_cfg, model_ref) as base_url:
+        judge = make_judge(jcfg, base_url, Path(cache_dir) / "judge")
         judged = {label: [JudgeItem(id=r["id"], instruction=r["instruction"],
                                     response=a["output"], reference=r["response"])
                           for r, a in zip(items, answers[label], strict=True)]
@@ -84,7 +85,7 @@ def run_judge(cfg: DictConfig, out: Path, model_ref: str, items: list[dict],
                           for row in judge.grade(judged[label], label=label)] for label in MODELS}
         pairs = ([{"task": "judge_pairwise", **row}
                   for row in judge.compare(judged["base"], judged["candidate"])]
-                 if cfg.judge.pairwise else None)
+                 if jcfg.pairwise else None)
         reliability = None
         if rel["enabled"]:
             n = rel["items"] or len(items)
@@ -111,13 +112,13 @@ def run_judge(cfg: DictConfig, out: Path, model_ref: str, items: list[dict],
              "completion tokens, $%.4f spent; samples in %s", usage["calls"], usage["cached_calls"],
              usage["prompt_tokens"], usage["completion_tokens"], usage["spent_usd"],
              out / SAMPLES)
-    local = not cfg.judge.base_url
+    local = not jcfg.base_url
     return {**summary, "usage": usage,
             "rubric": {"name": judge.rubric.name, "version": judge.rubric.version},
             "settings": {"model": judge.client.model, "output": judge.output,
                          "rejected_features": sorted(judge.client.dropped),
                          "endpoint": "local: the base model, served on loopback" if local
-                         else str(cfg.judge.base_url),
+                         else str(jcfg.base_url),
                          "judge_is_model_under_test": local}}
 
 

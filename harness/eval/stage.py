@@ -93,21 +93,22 @@ def fingerprint_inputs(cfg: DictConfig) -> dict:
             "sandbox": {"mode": mode, "user": user, "code": code}}
 
 
-def output_inputs(cfg: DictConfig) -> dict:
+def output_inputs(ecfg: DictConfig, model_cfg: DictConfig, inputs: dict) -> dict:
     """What every model output depends on besides the adapter: the eval and model settings and
-    eval's content inputs less the judge's rubric (editing a rubric re-judges, nothing more)."""
-    return {"eval": OmegaConf.to_container(cfg.eval, resolve=True),
-            "model": OmegaConf.to_container(cfg.model, resolve=True),
-            "inputs": {k: v for k, v in fingerprint_inputs(cfg).items() if k != "rubric"}}
+    eval's content inputs (`inputs`: what `fingerprint_inputs` returns) less the judge's rubric
+    (editing a rubric re-judges, nothing more)."""
+    return {"eval": OmegaConf.to_container(ecfg, resolve=True),
+            "model": OmegaConf.to_container(model_cfg, resolve=True),
+            "inputs": {k: v for k, v in inputs.items() if k != "rubric"}}
 
 
-def reuse_generations(cfg: DictConfig, out: Path, shared: dict) -> None:
-    """Copy the last finished eval's model outputs (each task's samples files) into `out` when
-    their generation key (`shared` and the trained adapter) is this run's; the judge's grades
-    are not outputs of the models and are never copied (run_judge writes them anew)."""
-    key = stable_hash({**shared, "upstream": read_stage(require_output(cfg, "train"))["fingerprint"]})
+def reuse_generations(out: Path, shared: dict, train_dir: Path, previous: Path) -> None:
+    """Copy the last finished eval's model outputs (each task's samples files, in `previous`,
+    the run's eval directory) into `out` when their generation key (`shared` and the trained
+    adapter: the finished train stage in `train_dir`) is this run's; the judge's grades are not
+    outputs of the models and are never copied (run_judge writes them anew)."""
+    key = stable_hash({**shared, "upstream": read_stage(train_dir)["fingerprint"]})
     atomic_write_json(out / GENERATION_KEY, {"key": key})
-    previous = stage_dir(cfg, "eval")
     if previous.resolve() == out.resolve() or not (previous / GENERATION_KEY).is_file() \
             or read_json(previous / GENERATION_KEY).get("key") != key:
         return
@@ -248,7 +249,7 @@ def generate_all(ctx: Context, p: Plan, kept_base: Path | None = None
     `kept_base` when an earlier run left them there); the rows of every one, per task and model."""
     e = ctx.cfg.eval
     rows: dict[str, dict[str, list[dict]]] = {name: {} for name in p}
-    with EnginePool(ctx.cfg, ctx.model_ref, ctx.adapter, ctx.tokenizer) as pool:
+    with EnginePool(e, ctx.cfg.model, ctx.model_ref, ctx.adapter, ctx.tokenizer) as pool:
         for label in MODELS:
             engine = pool.lazy(label)  # loaded on first use only
             kept = kept_base if label == "base" else None
@@ -294,8 +295,8 @@ def run(cfg: DictConfig, out: Path) -> dict:
     model_ref = resolve_model_path(cfg.model, cfg.cache_dir)
     tokenizer = load_tokenizer(model_ref, cfg.model)
     adapter = str((train_dir / ADAPTER).resolve())
-    shared = output_inputs(cfg)
-    reuse_generations(cfg, out, shared)
+    shared = output_inputs(e, cfg.model, fingerprint_inputs(cfg))
+    reuse_generations(out, shared, train_dir, stage_dir(cfg, "eval"))
 
     sandbox = Sandbox.from_config(e.sandbox)
     metrics: dict = {"sandbox": sandbox.describe()}
@@ -307,7 +308,8 @@ def run(cfg: DictConfig, out: Path) -> dict:
     metrics["gate_power"] = power_plan(cfg.gate, p, cfg.gate.bootstrap.confidence)
     toks = (fim_tokens(tokenizer, cfg.model.fim)
             if any(TASKS[name].fim_tokens for name in p) and not left_to_right else None)
-    kept = base_cache.base_cache_dir(cfg, require_output(cfg, "mine") / RECORDS, shared)
+    kept = base_cache.base_cache_dir(e, cfg.cache_dir, require_output(cfg, "mine") / RECORDS,
+                                     shared)
     ctx = Context(cfg=cfg, out=out, tokenizer=tokenizer, sandbox=sandbox, decoding=decoding,
                   model_ref=model_ref, adapter=adapter, fim_tokens=toks)
     rows = generate_all(ctx, p, kept)

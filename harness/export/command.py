@@ -72,15 +72,16 @@ def _link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link)
 
 
-def _adapter_to_export(cfg: DictConfig) -> dict:
-    """Base model, adapter and where they come from: the run's trained adapter (as it is: an
-    export never retrains) or the registry's live version."""
-    if cfg.export.source == "registry":
+def _adapter_to_export(export_cfg: DictConfig, registry_cfg: DictConfig, run_dir: str | Path,
+                       run_name: str) -> dict:
+    """Base model, adapter and where they come from (`export.source`): the trained adapter of
+    the run in `run_dir` (as it is: an export never retrains) or the registry's live version."""
+    if export_cfg.source == "registry":
         from harness.registry.store import Registry
 
-        reg = Registry(cfg.registry.dir)
+        reg = Registry(registry_cfg.dir)
         names = reg.names()
-        name = cfg.registry.name or (names[0] if len(names) == 1 else None)
+        name = registry_cfg.name or (names[0] if len(names) == 1 else None)
         live = reg.live(name) if name else None
         if live is None:
             raise HarnessError(f"export.source=registry: the registry {reg.root} has "
@@ -90,40 +91,41 @@ def _adapter_to_export(cfg: DictConfig) -> dict:
                 "adapter_sha256": info["adapter_sha256"], "end_of_turn": None,
                 "registry": str(reg.root.resolve()), "name": name, "version": info["version"],
                 "run": info["source"]["run"]}
-    if cfg.export.source != "run":
-        raise HarnessError(f"export.source={cfg.export.source!r}: use run or registry.")
-    from harness.stages import require_output
+    if export_cfg.source != "run":
+        raise HarnessError(f"export.source={export_cfg.source!r}: use run or registry.")
+    from harness.stages import finished_output
 
-    train = require_output(cfg, "train")
+    train = finished_output(run_dir, run_name, "train")
     manifest = read_json(train / MANIFEST)
     return {"base_model": manifest["base_model"], "adapter": str(train / ADAPTER),
-            "adapter_sha256": manifest["adapter_sha256"], "run": cfg.run_name,
+            "adapter_sha256": manifest["adapter_sha256"], "run": run_name,
             "end_of_turn": (manifest.get("chat_template") or {}).get("end_of_turn")}
 
 
-def merged_model(cfg: DictConfig, work: Path) -> tuple[Path, dict]:
-    """The merged HF directory to export (`harness merge`'s when it holds this adapter, else
-    merged here the same way), and where it came from."""
+def merged_model(source: dict, model_cfg: DictConfig, work: Path,
+                 run_merged: Path | None = None) -> Path:
+    """The merged HF directory to export for `source` (what `_adapter_to_export` returned):
+    `run_merged` (`harness merge`'s output, given for an export from a run) when it holds this
+    adapter, else merged into `work` the same way, with the model settings."""
     from harness.models.load import load_model, load_tokenizer
     from harness.train.merge import _stop_at_end_of_turn
 
-    source = _adapter_to_export(cfg)
-    done = stage_dir(cfg.run_dir, MERGED) / MERGE_JSON
-    if (cfg.export.source == "run" and done.exists()
+    done = run_merged / MERGE_JSON if run_merged is not None else None
+    if (done is not None and done.exists()
             and read_json(done)["adapter_sha256"] == source["adapter_sha256"]):
-        return done.parent, source
+        return done.parent
     out = work / "merged-model"
     if (out / "source.json").exists() and read_json(out / "source.json") == source:
-        return out, source
+        return out
     shutil.rmtree(out, ignore_errors=True)
     log.info("merging %s into %s", source["adapter"], source["base_model"])
-    model = load_model(source["base_model"], cfg.model, adapter=source["adapter"], merge=True)
-    tokenizer = load_tokenizer(source["adapter"], cfg.model)
+    model = load_model(source["base_model"], model_cfg, adapter=source["adapter"], merge=True)
+    tokenizer = load_tokenizer(source["adapter"], model_cfg)
     _stop_at_end_of_turn(model, tokenizer, source["end_of_turn"])
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     atomic_write_json(out / "source.json", source)
-    return out, source
+    return out
 
 
 def vllm_readme(merged: Path, name: str, config: dict) -> tuple[str, str]:
@@ -176,11 +178,11 @@ def _cached(path: Path, key: str, make) -> dict:
     return value
 
 
-def export_name(cfg: DictConfig) -> str:
+def export_name(export_cfg: DictConfig, registry_cfg: DictConfig, run_name: str) -> str:
     """The model's name in file names, Ollama and vLLM: export.name, registry.name, the run."""
     from harness.registry.store import check_name
 
-    return check_name(str(cfg.export.name or cfg.registry.name or cfg.run_name))
+    return check_name(str(export_cfg.name or registry_cfg.name or run_name))
 
 
 def run_export(cfg: DictConfig) -> dict:
@@ -188,7 +190,7 @@ def run_export(cfg: DictConfig) -> dict:
     from harness.models.load import load_model, load_tokenizer
 
     e = cfg.export
-    name = export_name(cfg)
+    name = export_name(e, cfg.registry, cfg.run_name)
     types = quant.check_types(list(e.types))
     if e.ollama.type not in types:
         raise HarnessError(f"export.ollama.type={e.ollama.type} is not among export.types={types}.")
@@ -196,7 +198,7 @@ def run_export(cfg: DictConfig) -> dict:
     work = partial_dir(out)
     timings: dict[str, float] = {}
     settings = OmegaConf.to_container(e, resolve=True)
-    source = _adapter_to_export(cfg)
+    source = _adapter_to_export(e, cfg.registry, cfg.run_dir, cfg.run_name)
     key = stable_hash({"source": source, "settings": settings, "version": FORMAT_VERSION,
                        "model": OmegaConf.to_container(cfg.model, resolve=True)})
     if (out / MANIFEST).exists() and read_json(out / MANIFEST).get("key") == key:
@@ -204,7 +206,8 @@ def run_export(cfg: DictConfig) -> dict:
         return read_json(out / MANIFEST)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    merged_dir, source = merged_model(cfg, work)
+    merged_dir = merged_model(source, cfg.model, work,
+                              stage_dir(cfg.run_dir, MERGED) if e.source == "run" else None)
     timings["merge_s"] = time.perf_counter() - t0
     merged_sha = stable_hash(files_sha256(merged_dir))
 
@@ -244,7 +247,8 @@ def run_export(cfg: DictConfig) -> dict:
     eos = [eos] if isinstance(eos, int) else list(eos or [])
     eos = list(dict.fromkeys([*eos, *(vocab.special_ids[k] for k in ("eot", "eos") if k in vocab.special_ids)]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
-    checks = Checks(cfg, tokenizer, merged, vocab, fim_names, eos, pad, "f16" in types)
+    checks = Checks(e, cfg.model, cfg.run_dir, tokenizer, merged, vocab, fim_names, eos, pad,
+                    "f16" in types)
     results, mini = {}, checks.mini_reference()
     for t in types:
         start = time.perf_counter()
@@ -289,23 +293,27 @@ def run_export(cfg: DictConfig) -> dict:
 
 
 class Checks:
-    """The merged model, its f16-rounded copy and the prompts, set up once for every file."""
+    """The merged model, its f16-rounded copy and the prompts, set up once for every file, from
+    the export settings (`export.verify`, `export.mini_eval`), the model settings (its FIM
+    tokens) and the run in `run_dir` (its held-out files)."""
 
-    def __init__(self, cfg: DictConfig, tokenizer, merged, vocab, fim_names: dict | None,
-                 eos: list[int], pad: int, f16: bool):
-        self.cfg, self.tokenizer, self.merged, self.eos, self.pad = cfg, tokenizer, merged, eos, pad
+    def __init__(self, export_cfg: DictConfig, model_cfg: DictConfig, run_dir: str | Path,
+                 tokenizer, merged, vocab, fim_names: dict | None, eos: list[int], pad: int,
+                 f16: bool):
+        self.export_cfg = export_cfg
+        self.tokenizer, self.merged, self.eos, self.pad = tokenizer, merged, eos, pad
         self.prompts = verify.fixed_prompts(tokenizer, fim_names)
         self.expected_ids = dict(vocab.special_ids)
-        self.settings = OmegaConf.to_container(cfg.export.verify, resolve=True)
+        self.settings = OmegaConf.to_container(export_cfg.verify, resolve=True)
         new = int(self.settings["new_tokens"])
         self.reference = verify.Reference.of(merged, self.prompts, new, eos, pad)
         self.reference_f16 = (verify.Reference.of(verify.rounded_to_f16(merged), self.prompts, new,
                                                   eos, pad) if f16 else None)
-        m = cfg.export.mini_eval
-        self.holes = minieval.held_out(Path(cfg.run_dir), m.holes, m.context_lines,
+        m = export_cfg.mini_eval
+        self.holes = minieval.held_out(Path(run_dir), m.holes, m.context_lines,
                                        m.max_middle_lines, m.seed)
         self.toks, self.mini_prompts, stops = (minieval.build_prompts(
-            tokenizer, cfg.model.get("fim"), self.holes, m.max_prompt_tokens)
+            tokenizer, model_cfg.get("fim"), self.holes, m.max_prompt_tokens)
             if self.holes else (None, [], []))
         self.stop = list(dict.fromkeys([*eos, *stops]))
         self.mini_texts: list[str] = []
@@ -314,7 +322,7 @@ class Checks:
         """The merged model's own mini-eval scores (the baseline each file is held to)."""
         if not self.holes:
             return {"skipped": "the run has no held-out FIM files (runs/<run>/mine/records.jsonl)"}
-        m = self.cfg.export.mini_eval
+        m = self.export_cfg.mini_eval
         outputs = verify.greedy(self.merged, self.mini_prompts, m.max_new_tokens, self.stop, self.pad)
         merged, self.mini_texts = minieval.score(self.tokenizer, self.holes, outputs, self.toks)
         return {"items": len(self.holes), "mode": "fim" if self.toks else "left_to_right",
@@ -328,7 +336,7 @@ class Checks:
                                      self.reference_f16, self.prompts, self.expected_ids,
                                      self.settings, self.eos, self.pad)
         if self.holes:
-            outs = verify.greedy(model, self.mini_prompts, self.cfg.export.mini_eval.max_new_tokens,
+            outs = verify.greedy(model, self.mini_prompts, self.export_cfg.mini_eval.max_new_tokens,
                                  self.stop, self.pad)
             result["mini_eval"], _ = minieval.score(self.tokenizer, self.holes, outs, self.toks,
                                                     self.mini_texts)

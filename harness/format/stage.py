@@ -34,14 +34,14 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 2  # bump when the formatting code changes what it writes
 
 
-def _tokenizer(cfg: DictConfig):
-    model_ref = resolve_model_path(cfg.model, cfg.cache_dir)
-    check_causal_lm(model_ref, cfg.model)
-    return load_tokenizer(model_ref, cfg.model)
+def _tokenizer(model_cfg: DictConfig, cache_dir: str | Path):
+    model_ref = resolve_model_path(model_cfg, cache_dir)
+    check_causal_lm(model_ref, model_cfg)
+    return load_tokenizer(model_ref, model_cfg)
 
 
 def fingerprint_inputs(cfg: DictConfig) -> dict:
-    tokenizer = _tokenizer(cfg)
+    tokenizer = _tokenizer(cfg.model, cfg.cache_dir)
     return {"records": sha256_file(require_output(cfg, "mine") / RECORDS),
             "tokenizer": tokenizer_hash(tokenizer), "template": template_hash(tokenizer),
             "version": FORMAT_VERSION}
@@ -82,7 +82,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
     fcfg = cfg.data.format
     records = list(read_jsonl(require_output(cfg, "mine") / RECORDS))
     train = [r for r in records if r["split"] == "train"]
-    tokenizer = _tokenizer(cfg)
+    tokenizer = _tokenizer(cfg.model, cfg.cache_dir)
     has_chat = any(r["kind"] != SOURCE_KIND for r in records)
     if has_chat and not tokenizer.chat_template:
         raise HarnessError(

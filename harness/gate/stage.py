@@ -104,7 +104,7 @@ def judge_reliability(eval_dir: Path, criterion: str) -> dict | None:
 
 def run(cfg: DictConfig, out: Path) -> dict:
     eval_dir = require_output(cfg, "eval")
-    frozen, flags = load_frozen(cfg)
+    frozen, flags = load_frozen(cfg.run_dir, cfg.gate)
     gate = frozen["gate"]
     validate(gate)
     for flag in flags:

@@ -19,34 +19,36 @@ from harness.rundir import THRESHOLDS
 log = logging.getLogger(__name__)
 
 
-def thresholds_path(cfg: DictConfig) -> Path:
-    return Path(cfg.run_dir) / THRESHOLDS
+def thresholds_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / THRESHOLDS
 
 
-def current(cfg: DictConfig) -> dict:
+def current(gcfg: DictConfig) -> dict:
     """The gate settings as declared; a check set to null is off (e.g. the demo's judge check,
     whose offline judge is the model under test) and is left out of what is frozen."""
-    gate = OmegaConf.to_container(cfg.gate, resolve=True)
+    gate = OmegaConf.to_container(gcfg, resolve=True)
     gate["checks"] = {k: v for k, v in (gate.get("checks") or {}).items() if v is not None}
     return {"gate": gate, "sha256": stable_hash(gate)}
 
 
 def freeze_thresholds(cfg: DictConfig) -> dict:
-    """Validate and write the thresholds once per run; later calls keep the first copy."""
-    path = thresholds_path(cfg)
+    """Validate and write the thresholds once per run; later calls keep the first copy. The
+    eval stage's `before` hook (harness/pipeline.py), so it takes the composed config."""
+    path = thresholds_path(cfg.run_dir)
     if path.exists():
         return read_json(path)
-    frozen = {**current(cfg), "frozen_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+    frozen = {**current(cfg.gate), "frozen_at": dt.datetime.now(dt.timezone.utc).isoformat()}
     validate(frozen["gate"])  # a gate that cannot be applied should stop eval, not follow it
     atomic_write_json(path, frozen)
     log.info("gate thresholds frozen (sha256 %s…) → %s", frozen["sha256"][:12], path)
     return frozen
 
 
-def load_frozen(cfg: DictConfig) -> tuple[dict, list[str]]:
-    """The frozen thresholds, and what makes them untrustworthy: edits to the frozen file, and
-    every setting whose current value differs from the frozen one."""
-    path = thresholds_path(cfg)
+def load_frozen(run_dir: str | Path, gcfg: DictConfig) -> tuple[dict, list[str]]:
+    """The frozen thresholds of the run in `run_dir`, and what makes them untrustworthy: edits
+    to the frozen file, and every setting of the gate settings `gcfg` whose current value
+    differs from the frozen one."""
+    path = thresholds_path(run_dir)
     if not path.exists():
         raise HarnessError(f"no frozen thresholds at {path}: they are written when eval starts. "
                            "Fix: run `harness eval` for this run first.")
@@ -55,7 +57,7 @@ def load_frozen(cfg: DictConfig) -> tuple[dict, list[str]]:
     if stable_hash(frozen["gate"]) != frozen["sha256"]:
         flags.append(f"{path} was edited after it was frozen (its content no longer matches "
                      f"its sha256)")
-    now = current(cfg)["gate"]
+    now = current(gcfg)["gate"]
     flags += [f"gate.{key} changed after eval: frozen {old!r}, now {new!r}"
               for key, old, new in _differences(frozen["gate"], now)]
     return frozen, flags

@@ -48,10 +48,12 @@ log = logging.getLogger(__name__)
 KIND_ORDER = (*CHANGE_KINDS, "docstring", "extra")
 
 
-def options(cfg: DictConfig) -> dict:
+def options(mcfg: DictConfig) -> dict:
+    """The mine settings (`data.mine`) as a checked plain dict, plus the benchmark files'
+    hashes (mined commits are decontaminated against them, so they key the commit cache)."""
     from harness.benchmarks import SHA256
 
-    o = {**OmegaConf.to_container(cfg.data.mine, resolve=True), "benchmarks": SHA256}
+    o = {**OmegaConf.to_container(mcfg, resolve=True), "benchmarks": SHA256}
     _check(o)
     return o
 
@@ -195,21 +197,24 @@ def _author_cap(records: list[dict], share: float, stats: Stats) -> list[dict]:
     return [r for r in records if r["id"] not in dropped]
 
 
-def _github(cfg: DictConfig, o: dict, repo, name: str, head: str, cache: CommitCache | None,
-            redactor: Redactor, stats: Stats) -> tuple[list[dict], dict]:
+def _github(o: dict, data_repo: str | Path, cache_dir: str | Path, repo, name: str, head: str,
+            cache: CommitCache | None, redactor: Redactor, stats: Stats) -> tuple[list[dict], dict]:
+    """Pull-request and review records from the GitHub API or an export (`o["github"]`);
+    `data_repo`: data.repo as configured (its origin names the GitHub repository),
+    `cache_dir`: the harness cache (API replies are kept there)."""
     g = o["github"]
     if not (g["api"] or g["export"]):
         return [], {}
     if g["export"]:
         bundles, info = github.load_export(g["export"], redactor), {"export": str(g["export"])}
     else:
-        slug = g["repo"] or github_slug(cfg.data.repo)
+        slug = g["repo"] or github_slug(data_repo)
         if not slug:
             raise HarnessError("data.mine.github.api=true but the repository's origin is not on "
                                "GitHub. Fix: set data.mine.github.repo=owner/name.")
         client = github.GitHubClient(
             g["api_url"], github.token_from_env(g["token_env"]),
-            Path(cfg.cache_dir).expanduser() / "mine" / "github" / f"{slug.replace('/', '__')}.jsonl",
+            Path(cache_dir).expanduser() / "mine" / "github" / f"{slug.replace('/', '__')}.jsonl",
             g["max_wait_s"], g["timeout_s"], redactor)
         bundles = github.fetch_bundles(client, slug, head, g["max_prs"])
         info = {"repo": slug, "api_calls": client.calls}
@@ -321,7 +326,7 @@ def _select(records: list[dict], files: list[dict], o: dict, stats: Stats) -> tu
 
 
 def run(cfg: DictConfig, out: Path) -> dict:
-    o = options(cfg)
+    o = options(cfg.data.mine)
     extra_files = extra.paths(cfg.data.get("extra"))
     extra_rows = extra.read(extra_files)  # checked before any work
     info = inspect(cfg.data.repo, cfg.data.rev, o["pull_refs"], o["allow_shallow"])
@@ -351,8 +356,8 @@ def run(cfg: DictConfig, out: Path) -> dict:
         records = _weigh_classes(records, o["change_classes"], stats)
         clock.lap("commits")
 
-        gh_records, gh_info = _github(cfg, o, open_repo(repo), info.name, info.head, cache,
-                                      redactor, stats)
+        gh_records, gh_info = _github(o, cfg.data.repo, cfg.cache_dir, open_repo(repo), info.name,
+                                      info.head, cache, redactor, stats)
         api_prs = {r["pr"] for r in gh_records if r["kind"] == "pr"}
         superseded = {r["id"] for r in records if r["kind"] == "pr" and r["pr"] in api_prs}
         stats.drop("pr", "superseded_by_api", len(superseded))
@@ -425,7 +430,7 @@ def _public(record: dict) -> dict:
 def fingerprint_inputs(cfg: DictConfig) -> dict:
     """What makes a previous mine output stale besides data.mine: the commits mined, the
     fetched pull-request heads, and the export file's content."""
-    o = options(cfg)
+    o = options(cfg.data.mine)
     info = inspect(cfg.data.repo, cfg.data.rev, o["pull_refs"], allow_shallow=True, announce=False)
     export = o["github"]["export"]
     return {"head": info.head, "repo": str(Path(cfg.data.repo).expanduser().resolve()),

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.errors import HarnessError
 
 
-def resolve_model_path(model_cfg: DictConfig, cache_dir: str) -> str:
+def resolve_model_path(model_cfg: DictConfig, cache_dir: str | Path) -> str:
     """The base model as a loadable reference: an absolute local path or a hub id."""
     if model_cfg.get("gguf") and not model_cfg.get("name_or_path"):
         from harness.models.gguf_import import convert

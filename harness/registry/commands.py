@@ -16,13 +16,13 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from harness.errors import HarnessError
 from harness.io import read_json, sha256_file, sha256_tree
 from harness.registry.store import Registry, check_name, file_hashes
 from harness.rundir import ADAPTER, MANIFEST, METRICS, MINE_STATS, STAGE_JSON, VERDICT
-from harness.stages import require_output
+from harness.stages import finished_output
 
 log = logging.getLogger(__name__)
 TOKENIZER_FILES = ("tokenizer", "special_tokens", "vocab", "merges", "chat_template")
@@ -34,8 +34,7 @@ def _event(action: str, reason: str | None) -> dict:
 
 
 def _outputs(run_dir: Path) -> dict[str, Path]:
-    ctx = OmegaConf.create({"run_dir": str(run_dir), "run_name": run_dir.name})
-    return {s: require_output(ctx, s) for s in ("mine", "train", "eval", "gate")}
+    return {s: finished_output(run_dir, run_dir.name, s) for s in ("mine", "train", "eval", "gate")}
 
 
 def _check_same_adapter(out: dict[str, Path], manifest: dict, adapter_sha: str) -> None:

@@ -27,9 +27,10 @@ from harness.stages import require_output
 log = logging.getLogger(__name__)
 
 
-def report_dir(cfg: DictConfig) -> Path:
-    """`report_dir`, plus the job number for the jobs of a multirun (which share a run_name)."""
-    out = Path(cfg.report_dir)
+def report_dir(configured: str | Path) -> Path:
+    """`configured` (the config's `report_dir`), plus the job number for the jobs of a multirun
+    (which share a run_name)."""
+    out = Path(configured)
     try:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
@@ -60,7 +61,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
     evidence = collect(Path(cfg.run_dir), cfg.run_name, BENCHMARK_SHA256)
     # select: the report group may be missing from an older conf/config.yaml defaults list
     doc = build(evidence, OmegaConf.select(cfg, "report.max_flips", default=20))
-    target = report_dir(cfg)
+    target = report_dir(cfg.report_dir)
     write_report(target, doc, evidence, {REPORT_MD: to_markdown(doc), REPORT_HTML: to_html(doc)})
     log.info("report → %s (and report.html, evidence.json)", (target / REPORT_MD).resolve())
     return {"report": str((target / REPORT_MD).resolve()),

@@ -70,9 +70,11 @@ def job_row(job: Path, swept: dict, report_root: Path, metric: str | None = None
             "report": f"../{job.name}/{REPORT_HTML}" if report.exists() else None}
 
 
-def sweep_report(cfg: DictConfig) -> dict:
-    """Rank the jobs of the multirun in `report.sweep`; returns where the report went."""
-    sweep_dir = Path(str(cfg.report.sweep)).expanduser()
+def sweep_report(report_cfg: DictConfig, report_dir: str | Path) -> dict:
+    """Rank the jobs of the multirun in `report.sweep` (of the report settings `report_cfg`),
+    into `reports/<sweep name>/sweep/` beside `report_dir` (the config's); returns where the
+    report went."""
+    sweep_dir = Path(str(report_cfg.sweep)).expanduser()
     found = jobs(sweep_dir)
     if not found:
         raise HarnessError(f"{sweep_dir} holds no multirun jobs (<dir>/<n>/.hydra/overrides.yaml)"
@@ -81,7 +83,7 @@ def sweep_report(cfg: DictConfig) -> dict:
     saved = {job.name: _overrides(job) for job in found}
     params = sorted({k for ov in saved.values() for k in ov
                      if len({str(o.get(k)) for o in saved.values()}) > 1})
-    out_dir = Path(cfg.report_dir).parent / sweep_dir.resolve().name  # reports/<sweep name>
+    out_dir = Path(report_dir).parent / sweep_dir.resolve().name  # reports/<sweep name>
     metric, direction = summary_metric(sweep_dir)
     rows = rank([job_row(job, {k: saved[job.name].get(k) for k in params}, out_dir, metric)
                  for job in found], direction)

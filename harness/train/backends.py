@@ -1,6 +1,7 @@
-"""Training backends behind one interface: `LOADERS[name](model_ref, cfg)` loads the base model
-ready for LoRA and returns (model, peft_config_or_None); the TRL trainer loop is shared
-(harness/train/stage.py), so one Hydra config drives both.
+"""Training backends behind one interface: `LOADERS[name](model_ref, tcfg, model_cfg)` (the
+train and model settings) loads the base model ready for LoRA and returns
+(model, peft_config_or_None); the TRL trainer loop is shared (harness/train/stage.py), so one
+Hydra config drives both.
 
 - `hf`: transformers + PEFT (+ bitsandbytes NF4 for QLoRA). Runs everywhere, CPU included.
 - `unsloth`: Unsloth's FastLanguageModel (fused kernels, its own gradient checkpointing) and
@@ -93,13 +94,12 @@ def hf_placement(cuda: bool, local_rank: int = 0) -> dict:
     return {"device_map": {"": local_rank}} if cuda else {}
 
 
-def load_hf(model_ref: str, cfg: DictConfig) -> tuple[Any, Any]:
+def load_hf(model_ref: str, tcfg: DictConfig, model_cfg: DictConfig) -> tuple[Any, Any]:
     from peft import LoraConfig, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    tcfg = cfg.train
     dtype = compute_dtype()
-    kwargs: dict[str, Any] = {"dtype": dtype, "revision": cfg.model.get("revision") or None}
+    kwargs: dict[str, Any] = {"dtype": dtype, "revision": model_cfg.get("revision") or None}
     if tcfg.method == "qlora":
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=tcfg.qlora.quant_type,
@@ -151,12 +151,12 @@ def unsloth_lora_kwargs(tcfg: DictConfig) -> dict:
             "random_state": tcfg.seed}
 
 
-def load_unsloth(model_ref: str, cfg: DictConfig) -> tuple[Any, Any]:
+def load_unsloth(model_ref: str, tcfg: DictConfig, model_cfg: DictConfig) -> tuple[Any, Any]:
     """FastLanguageModel with the same LoRA settings; returns an already-wrapped PEFT model."""
     import_unsloth_first()
     from unsloth import FastLanguageModel
 
-    tcfg, revision = cfg.train, cfg.model.get("revision") or None
+    revision = model_cfg.get("revision") or None
     model, _ = FastLanguageModel.from_pretrained(
         model_name=model_ref, max_seq_length=tcfg.max_length, dtype=None,
         # Unsloth's default is load_in_4bit=True: say which, always.

@@ -3,13 +3,15 @@ seconds with the cause and the fix: the backend and method, `report_to`, the mod
 id, a causal LM) and the memory plan of one step (harness/train/vram.py).
 
 harness/preflight.py runs them, with the rest of the run's checks, where a command starts; the
-train stage calls `preflight(cfg)` again for what it needs (the backend and the model reference).
+train stage calls `preflight(cfg.train, cfg.model, cfg.cache_dir)` again for what it needs (the
+backend and the model reference).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -57,12 +59,12 @@ def memory_settings(tcfg: DictConfig) -> dict:
     return {**MEMORY_DEFAULTS, **OmegaConf.to_container(tcfg.get("memory") or OmegaConf.create())}
 
 
-def check_memory(cfg: DictConfig, backend: str, model_config) -> None:
+def check_memory(tcfg: DictConfig, backend: str, model_config) -> None:
     """Print the memory plan of one training step and refuse one that will not fit."""
     from harness.train import vram
     from harness.train.backends import compute_dtype, gradient_checkpointing
 
-    m = memory_settings(cfg.train)
+    m = memory_settings(tcfg)
     dtype_bytes = 2 if "16" in str(compute_dtype()) else 4
     try:
         shapes = vram.Shapes.from_config(model_config)
@@ -72,7 +74,7 @@ def check_memory(cfg: DictConfig, backend: str, model_config) -> None:
         log.warning("no memory plan: the model config has no Llama-style decoder shape")
         return
     p = vram.plan(shapes,
-                  vram.setup_from_cfg(cfg, backend, gradient_checkpointing(cfg.train), dtype_bytes))
+                  vram.setup_from_cfg(tcfg, backend, gradient_checkpointing(tcfg), dtype_bytes))
     device, total = vram.device_memory()
     if m["device_gb"]:
         device, total = f"train.memory.device_gb={m['device_gb']}", int(m["device_gb"] * vram.GIB)
@@ -81,35 +83,38 @@ def check_memory(cfg: DictConfig, backend: str, model_config) -> None:
         vram.check(p, device, total, m["headroom"])
 
 
-def checkpoint_bytes(cfg: DictConfig, model_config) -> int:
+def checkpoint_bytes(tcfg: DictConfig, model_config) -> int:
     """Disk a training run writes: `save_total_limit` checkpoints (adapter + optimizer states,
     a transient extra one while the oldest is rotated out) and the final adapter."""
     from harness.train import vram
 
     shapes = vram.Shapes.from_config(model_config)
-    setup = vram.setup_from_cfg(cfg, "hf", True, 4)
+    setup = vram.setup_from_cfg(tcfg, "hf", True, 4)
     adapter = vram.lora_params(shapes, setup) * 4
-    kept = int(cfg.train.get("save_total_limit") or 1) + 1
+    kept = int(tcfg.get("save_total_limit") or 1) + 1
     return kept * adapter * 3 + adapter
 
 
-def train_checks(cfg: DictConfig) -> tuple[str, str, list[str], Any]:
-    """(backend, model reference, report_to list, the model's config), or the first
+def train_checks(tcfg: DictConfig, model_cfg: DictConfig,
+                 cache_dir: str | Path) -> tuple[str, str, list[str], Any]:
+    """(backend, model reference, report_to list, the model's config) for the train and model
+    settings (`cache_dir`: where the tiny or converted model is kept), or the first
     HarnessError; on the unsloth backend, unsloth is imported before transformers."""
     from harness.models.load import resolve_model_path
     from harness.train.backends import import_unsloth_first, select_backend
 
-    backend = select_backend(cfg.train.backend)
+    backend = select_backend(tcfg.backend)
     if backend == "unsloth":  # before anything below imports transformers
         import_unsloth_first()
-    check_method(cfg.train.method)
-    report_to = report_targets(cfg.train.report_to)
-    model_ref = resolve_model_path(cfg.model, cfg.cache_dir)
-    config = check_causal_lm(model_ref, cfg.model)
-    check_memory(cfg, backend, config)
+    check_method(tcfg.method)
+    report_to = report_targets(tcfg.report_to)
+    model_ref = resolve_model_path(model_cfg, cache_dir)
+    config = check_causal_lm(model_ref, model_cfg)
+    check_memory(tcfg, backend, config)
     return backend, model_ref, report_to, config
 
 
-def preflight(cfg: DictConfig) -> tuple[str, str, list[str]]:
+def preflight(tcfg: DictConfig, model_cfg: DictConfig,
+              cache_dir: str | Path) -> tuple[str, str, list[str]]:
     """(backend, model reference, report_to list), or the first HarnessError."""
-    return train_checks(cfg)[:3]
+    return train_checks(tcfg, model_cfg, cache_dir)[:3]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config_check import TrainSettings, typed
+from harness.config_check import TrainSettings, check_section
 from harness.io import atomic_write_json, read_json, respect_umask, sha256_tree, write_jsonl
 from harness.models.load import load_tokenizer, model_id
 from harness.rundir import ADAPTER, CHECKPOINTS, DATASET_CARD, MANIFEST, TENSORBOARD, TRAIN_LOG
@@ -64,14 +64,16 @@ def peak_memory() -> dict[str, float | None]:
             "peak_gpu_mb": round(gpu, 1) if gpu is not None else None}
 
 
-def sft_config(cfg: DictConfig, out: Path, report_to: list[str]):
+def sft_config(tcfg: DictConfig, run_name: str, out: Path, report_to: list[str]):
+    """TRL's training arguments for the train settings, checkpointing into `out`; `run_name`
+    names the run in the trackers."""
     from trl import SFTConfig
 
-    t = typed(cfg, "train", TrainSettings)
+    t = check_section("train", OmegaConf.to_container(tcfg, resolve=True), TrainSettings)
     gpu = cuda_available()
     return SFTConfig(
         output_dir=str(out / CHECKPOINTS),
-        run_name=str(cfg.run_name),
+        run_name=str(run_name),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
@@ -97,7 +99,7 @@ def sft_config(cfg: DictConfig, out: Path, report_to: list[str]):
         assistant_only_loss=False,
         use_cpu=not gpu,
         bf16=gpu and str(compute_dtype()) == "torch.bfloat16",
-        gradient_checkpointing=gradient_checkpointing(cfg.train),
+        gradient_checkpointing=gradient_checkpointing(tcfg),
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         disable_tqdm=False,
@@ -135,20 +137,25 @@ def whole_run_loss(history: list[dict]) -> float | None:
     return total / last if last else None
 
 
-def build_trainer(cfg: DictConfig, out: Path):
-    """(SFTTrainer, backend, model reference, tokenizer) for this config, after the preflight
-    checks; the model is loaded by the selected backend with the LoRA init seeded."""
-    backend, model_ref, report_to = preflight(cfg)  # imports unsloth first on that backend
+def build_trainer(tcfg: DictConfig, model_cfg: DictConfig, formatted: Path, out: Path, *,
+                  run_name: str, cache_dir: str | Path):
+    """(SFTTrainer, backend, model reference, tokenizer) for the train and model settings, after
+    the preflight checks; the model is loaded by the selected backend with the LoRA init seeded.
+    `formatted`: the format stage's output to train on; `out`: where checkpoints and TensorBoard
+    logs go; `run_name`: the run's name in the trackers; `cache_dir`: the harness cache (the
+    tiny or converted model)."""
+    # imports unsloth first on that backend
+    backend, model_ref, report_to = preflight(tcfg, model_cfg, cache_dir)
     from transformers import set_seed
 
     SFTTrainer = trainer_class(backend)  # TRL's, or Unsloth's patched subclass
-    tokenizer = load_tokenizer(model_ref, cfg.model)
-    train, held = load_train(require_output(cfg, "format"), cfg.train.max_length)
-    set_seed(cfg.train.seed)  # TRL wraps the model in LoRA before the Trainer seeds anything
-    model, peft_config = LOADERS[backend](model_ref, cfg)
-    trainer = SFTTrainer(model=model, args=sft_config(cfg, out, report_to), train_dataset=train,
-                         eval_dataset=held, processing_class=tokenizer, peft_config=peft_config,
-                         callbacks=[whole_run_log()])
+    tokenizer = load_tokenizer(model_ref, model_cfg)
+    train, held = load_train(formatted, tcfg.max_length)
+    set_seed(tcfg.seed)  # TRL wraps the model in LoRA before the Trainer seeds anything
+    model, peft_config = LOADERS[backend](model_ref, tcfg, model_cfg)
+    trainer = SFTTrainer(model=model, args=sft_config(tcfg, run_name, out, report_to),
+                         train_dataset=train, eval_dataset=held, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=[whole_run_log()])
     if "tensorboard" in report_to:
         from transformers.integrations import TensorBoardCallback
 
@@ -160,7 +167,9 @@ def build_trainer(cfg: DictConfig, out: Path):
 
 def run(cfg: DictConfig, out: Path) -> dict:
     t0 = time.time()
-    trainer, backend, model_ref, tokenizer = build_trainer(cfg, out)
+    formatted = require_output(cfg, "format")
+    trainer, backend, model_ref, tokenizer = build_trainer(
+        cfg.train, cfg.model, formatted, out, run_name=cfg.run_name, cache_dir=cfg.cache_dir)
     resume = last_checkpoint(out / CHECKPOINTS)
     log.info("training with backend=%s method=%s on %s%s", backend, cfg.train.method,
              "cuda" if cuda_available() else "cpu", f", resuming from {resume}" if resume else "")
@@ -173,7 +182,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
     history = trainer.state.log_history
     write_jsonl(out / TRAIN_LOG, history)
     losses = [h["loss"] for h in history if "loss" in h]
-    card = read_json(require_output(cfg, "format") / DATASET_CARD)
+    card = read_json(formatted / DATASET_CARD)
     manifest = {
         "base_model": model_ref,
         "base_model_id": model_id(cfg.model),

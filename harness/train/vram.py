@@ -355,19 +355,18 @@ def check(p: Plan, device: str, device_bytes: int, headroom: float = 0.9) -> Non
         f"train.memory.check=false to try anyway.")
 
 
-def setup_from_cfg(cfg: Any, backend: str, checkpointing: bool, dtype_bytes: int) -> Setup:
-    """The Setup of a composed Hydra config (`cfg.train`) for the chosen backend and device."""
+def setup_from_cfg(tcfg: Any, backend: str, checkpointing: bool, dtype_bytes: int) -> Setup:
+    """The Setup of the train settings (`cfg.train`) for the chosen backend and device."""
     from omegaconf import OmegaConf
 
-    t = cfg.train
-    targets = t.lora.target_modules
+    targets = tcfg.lora.target_modules
     targets = tuple(OmegaConf.to_container(targets)) if OmegaConf.is_list(targets) else (
         LINEAR if str(targets) == "all-linear" else (str(targets),))
-    return Setup(method=str(t.method), backend=backend, r=int(t.lora.r), targets=targets,
-                 dropout=float(t.lora.dropout), batch_size=int(t.batch_size),
-                 seq_len=int(t.max_length), checkpointing=checkpointing, optim=str(t.optim),
-                 dtype_bytes=dtype_bytes, double_quant=bool(t.qlora.double_quant),
-                 grad_accum=int(t.grad_accum))
+    return Setup(method=str(tcfg.method), backend=backend, r=int(tcfg.lora.r), targets=targets,
+                 dropout=float(tcfg.lora.dropout), batch_size=int(tcfg.batch_size),
+                 seq_len=int(tcfg.max_length), checkpointing=checkpointing, optim=str(tcfg.optim),
+                 dtype_bytes=dtype_bytes, double_quant=bool(tcfg.qlora.double_quant),
+                 grad_accum=int(tcfg.grad_accum))
 
 
 def main(argv: list[str] | None = None) -> None:

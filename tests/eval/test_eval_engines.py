@@ -100,8 +100,8 @@ def test_generation_goes_to_the_gpu_when_there_is_one_and_the_device_is_recorded
         with pytest.raises(HarnessError, match="no CUDA GPU"):
             eval_device(OmegaConf.merge(e, {"device": "cuda"}))
     model_ref, adapter, tok, prompts, _ = setup
-    cfg = OmegaConf.create({"eval": e, "model": {"dtype": "float32"}})
-    with EnginePool(cfg, model_ref, adapter, tok) as pool:
+    model_cfg = OmegaConf.create({"dtype": "float32"})
+    with EnginePool(e, model_cfg, model_ref, adapter, tok) as pool:
         engine = pool.get("candidate")
         assert engine.model.device.type == detected
         assert len(engine.generate(prompts[:2])) == 2

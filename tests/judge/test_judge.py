@@ -169,7 +169,7 @@ def test_the_local_judge_starts_over_a_model_without_fim_sentinels(tmp_path, tin
     from harness.eval.judging import judge_endpoint
 
     cfg = make_cfg(tmp_path / "run", overrides=["model.fim=left_to_right"])
-    with judge_endpoint(cfg, tiny_model) as url:
+    with judge_endpoint(cfg.judge, cfg.model, tiny_model) as url:
         reply = openai.OpenAI(base_url=url, api_key="EMPTY", max_retries=0).chat.completions.create(
             model=cfg.judge.model, messages=[{"role": "user", "content": "A or B?"}], max_tokens=1)
     assert reply.choices[0].message.content is not None

@@ -34,14 +34,14 @@ def test_the_budget_stops_cleanly_and_a_rerun_resumes_from_the_cache(tmp_path):
     with FakeJudge(json_judge) as server:
         cfg = cfg_for(tmp_path, server.base_url, "judge.budget_usd=1.5")
         with pytest.raises(HarnessError, match=r"budget of \$1.5 for this run .* Stopped cleanly"):
-            run_judge(cfg, out, "unused", ITEMS, ANSWERS)
+            run_judge(cfg.judge, cfg.model, cfg.cache_dir, out, "unused", ITEMS, ANSWERS)
     paid = len(server.requests)
     assert 0 < paid < CALLS
     assert not (out / "samples").exists()  # nothing half-written
 
     with FakeJudge(json_judge) as server:
-        summary = run_judge(cfg_for(tmp_path, server.base_url, "judge.budget_usd=null"), out,
-                            "unused", ITEMS, ANSWERS)
+        cfg = cfg_for(tmp_path, server.base_url, "judge.budget_usd=null")
+        summary = run_judge(cfg.judge, cfg.model, cfg.cache_dir, out, "unused", ITEMS, ANSWERS)
     assert len(server.requests) == CALLS - paid  # what was paid for is not paid again
     usage = summary["usage"]
     assert usage["cached_calls"] == paid and usage["calls"] == CALLS - paid
@@ -66,8 +66,8 @@ def test_the_budget_stops_cleanly_and_a_rerun_resumes_from_the_cache(tmp_path):
 ])
 def test_bad_judge_settings_are_refused_before_any_call(tmp_path, override, message):
     with FakeJudge(json_judge) as server, pytest.raises(HarnessError, match=message):
-        run_judge(cfg_for(tmp_path, server.base_url, override), tmp_path / "out", "unused",
-                  ITEMS, ANSWERS)
+        cfg = cfg_for(tmp_path, server.base_url, override)
+        run_judge(cfg.judge, cfg.model, cfg.cache_dir, tmp_path / "out", "unused", ITEMS, ANSWERS)
     assert server.requests == []
 
 
@@ -97,7 +97,8 @@ def test_the_budget_message_counts_what_the_calls_in_flight_spent(tmp_path):
     with FakeJudge(json_judge, latency_s=0.3) as server:
         cfg = cfg_for(tmp_path, server.base_url, "judge.max_concurrency=4", "judge.budget_usd=2.5")
         with pytest.raises(HarnessError) as stopped:
-            run_judge(cfg, tmp_path / "out", "unused", ITEMS, ANSWERS)
+            run_judge(cfg.judge, cfg.model, cfg.cache_dir, tmp_path / "out", "unused", ITEMS,
+                      ANSWERS)
     paid = len(server.requests)
     assert paid > 0
     assert f"${PER_CALL * paid:.6f} spent on {paid} new calls" in str(stopped.value)

@@ -62,7 +62,7 @@ def judged_run(tmp_path: Path, script, pairwise: bool = True):
     out = tmp_path / "run" / "eval"
     with FakeJudge(script) as server:
         cfg.judge.base_url = server.base_url
-        summary = run_judge(cfg, out, "unused", ITEMS, ANSWERS)
+        summary = run_judge(cfg.judge, cfg.model, cfg.cache_dir, out, "unused", ITEMS, ANSWERS)
     atomic_write_json(out / METRICS, {"judge": summary})
     write_stage(out, "eval", "eval-fp", {})
     cfg.judge.base_url = "http://placeholder"  # as frozen: the gate must not see a change
@@ -123,8 +123,8 @@ def test_with_pairwise_reliability_off_position_figures_are_missing_and_count_ag
         "judge.base_url=http://placeholder"])
     with FakeJudge(reliable_judge) as server:
         cfg.judge.base_url = server.base_url
-        summary = run_judge(cfg, tmp_path / "out", "unused", ITEMS[:4], {
-            k: v[:4] for k, v in ANSWERS.items()})
+        summary = run_judge(cfg.judge, cfg.model, cfg.cache_dir, tmp_path / "out", "unused",
+                            ITEMS[:4], {k: v[:4] for k, v in ANSWERS.items()})
     r = summary["reliability"]["criteria"]["correctness"]
     assert r["accuracy"] == 1.0 and r["pairwise_accuracy"] is None and r["self_tie_rate"] is None
     assert not any("<<<RESPONSE_A>>>" in q["body"]["messages"][1]["content"] for q in server.requests)
@@ -165,7 +165,8 @@ def test_the_offline_default_judge_says_in_the_first_lines_that_it_is_the_model_
     assert cfg.judge.base_url is None  # the offline default: a loopback serve over the base model
     freeze_thresholds(cfg)
     out = tmp_path / "run" / "eval"
-    summary = run_judge(cfg, out, tiny_model, ITEMS[:2], {k: v[:2] for k, v in ANSWERS.items()})
+    summary = run_judge(cfg.judge, cfg.model, cfg.cache_dir, out, tiny_model, ITEMS[:2],
+                        {k: v[:2] for k, v in ANSWERS.items()})
     assert summary["settings"]["judge_is_model_under_test"] is True
     atomic_write_json(out / METRICS, {"judge": summary})
     write_stage(out, "eval", "eval-fp", {})

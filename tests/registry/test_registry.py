@@ -171,7 +171,8 @@ def test_the_server_takes_live_adapters_checked_against_their_manifest(runs, tmp
     assert sorted(live) == ["alpha", "beta"]
     cfg = compose(runs["r1"], [f"registry.dir={registry}", "serve.registry=true",
                                f"+serve.adapters.gamma={runs['r1'] / 'train' / 'adapter'}"])
-    assert adapters_for(cfg, tiny_model) == {**live, "gamma": str(runs["r1"] / "train" / "adapter")}
+    assert adapters_for(cfg.serve, cfg.registry, tiny_model) == {
+        **live, "gamma": str(runs["r1"] / "train" / "adapter")}
     assert sha256_tree(live["beta"]) == adapter_sha(runs["r2"])
     with pytest.raises(HarnessError, match="trained on"):
         live_adapters(registry, str(tmp_path / "another-model"))

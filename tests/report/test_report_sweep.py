@@ -30,7 +30,7 @@ def sweep(tmp_path_factory):
             stage.run(cfg, run / "report")
     cfg = compose(root / "runs" / "x", [f"report.sweep={sweep_dir}",
                                         f"report_dir={root / 'reports' / 'x'}"])
-    return root, sweep_report(cfg)
+    return root, sweep_report(cfg.report, cfg.report_dir)
 
 
 def test_runs_are_ranked_by_the_gate_decision_then_its_margins(sweep):
@@ -63,15 +63,16 @@ def test_each_gate_check_is_plotted_against_the_swept_hyperparameter(sweep):
 def test_a_directory_without_jobs_is_refused(tmp_path):
     cfg = compose(tmp_path / "x", [f"report.sweep={tmp_path}"])
     with pytest.raises(HarnessError, match="holds no multirun jobs"):
-        sweep_report(cfg)
+        sweep_report(cfg.report, cfg.report_dir)
 
 
 def test_the_report_ranks_like_the_multiruns_own_summary_and_shows_its_metric(sweep):
     root, _ = sweep
     sweep_dir = root / "runs" / "tune"
     summary = summarize(sweep_dir, "train.eval_loss", "minimize")  # what ends a multirun
-    sweep_report(compose(root / "runs" / "x", [f"report.sweep={sweep_dir}",
-                                               f"report_dir={root / 'reports' / 'x'}"]))
+    cfg = compose(root / "runs" / "x", [f"report.sweep={sweep_dir}",
+                                        f"report_dir={root / 'reports' / 'x'}"])
+    sweep_report(cfg.report, cfg.report_dir)
     folder = root / "reports" / "tune" / "sweep"
     evidence = read_json(folder / EVIDENCE)
     assert evidence["metric"] == "train.eval_loss" and evidence["direction"] == "minimize"

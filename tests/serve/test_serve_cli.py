@@ -13,9 +13,9 @@ from harness.serve.cli import limits_for, serve
 
 
 def test_the_configured_limits_are_the_in_process_defaults(tmp_path):
-    assert limits_for(make_cfg(tmp_path)) == Limits()
+    assert limits_for(make_cfg(tmp_path).serve) == Limits()
     assert dataclasses.asdict(limits_for(make_cfg(tmp_path, overrides=[
-        "serve.max_tokens=7", "serve.max_prompt_tokens=null"]))) == {
+        "serve.max_tokens=7", "serve.max_prompt_tokens=null"]).serve)) == {
         **dataclasses.asdict(Limits()), "max_tokens": 7, "max_prompt_tokens": None}
 
 

@@ -32,5 +32,5 @@ def test_a_model_without_a_decoder_shape_is_refused_only_while_the_plan_is_check
     from transformers import GPT2Config  # no intermediate_size: not a Llama-style block
 
     with pytest.raises(HarnessError, match=r"train\.memory\.check=false"):
-        preflight.check_memory(cfg_for(), "hf", GPT2Config())
-    preflight.check_memory(cfg_for("train.memory.check=false"), "hf", GPT2Config())
+        preflight.check_memory(cfg_for().train, "hf", GPT2Config())
+    preflight.check_memory(cfg_for("train.memory.check=false").train, "hf", GPT2Config())

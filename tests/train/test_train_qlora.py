@@ -24,7 +24,8 @@ def test_qlora_trains_an_adapter_over_nf4_weights(tmp_path, history_repo, harnes
 
     cfg = make_cfg(tmp_path / "run", history_repo, QLORA, harness_cache)
     run_stage(cfg, "format")
-    trainer, *_ = build_trainer(cfg, tmp_path / "probe")
+    trainer, *_ = build_trainer(cfg.train, cfg.model, tmp_path / "run" / "format",
+                                tmp_path / "probe", run_name=cfg.run_name, cache_dir=harness_cache)
     quantized = [m for m in trainer.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert len(quantized) == 14 and quantized[0].weight.quant_state.quant_type == "nf4"
     del trainer
@@ -39,4 +40,5 @@ def test_qlora_without_bitsandbytes_is_refused_before_loading(tmp_path, harness_
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # what Python does for a missing package
     cfg = make_cfg(tmp_path / "run", None, ["train=qlora"], harness_cache)
     with pytest.raises(HarnessError, match=r"train\.method=qlora needs bitsandbytes"):
-        build_trainer(cfg, tmp_path / "out")
+        build_trainer(cfg.train, cfg.model, tmp_path / "run" / "format", tmp_path / "out",
+                      run_name=cfg.run_name, cache_dir=harness_cache)

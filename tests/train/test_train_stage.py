@@ -23,6 +23,13 @@ TRAIN = ["data.format.max_length=192", "train.batch_size=4", "train.lr=5e-3", "t
          "train.logging_steps=1", "train.save_steps=6", "train.warmup=0", "train.lr_scheduler=constant"]
 
 
+def trainer_for(cfg, out: Path):
+    """`build_trainer` as the train stage calls it: the train and model settings, the run's
+    format output, the run's name and the harness cache."""
+    return build_trainer(cfg.train, cfg.model, Path(cfg.run_dir) / "format", out,
+                         run_name=cfg.run_name, cache_dir=cfg.cache_dir)
+
+
 @pytest.fixture
 def formatted(tmp_path, history_repo, harness_cache):
     cfg = make_cfg(tmp_path / "run", history_repo, TRAIN, harness_cache)
@@ -33,7 +40,7 @@ def formatted(tmp_path, history_repo, harness_cache):
 def test_labels_are_masked_on_every_unsupervised_token(formatted, tmp_path):
     from datasets import load_from_disk
 
-    trainer, backend, _, tokenizer = build_trainer(formatted, tmp_path / "t")
+    trainer, backend, _, tokenizer = trainer_for(formatted, tmp_path / "t")
     assert backend == "hf"
     source = load_from_disk(str(tmp_path / "run" / "format" / "dataset"))
     for row, src in zip(trainer.train_dataset, source, strict=True):
@@ -103,7 +110,7 @@ def test_a_train_max_length_shorter_than_every_prompt_is_refused_before_loading(
 def test_bad_training_settings_are_refused_before_any_work(tmp_path, harness_cache, override, message):
     cfg = make_cfg(tmp_path / "run", None, [override], harness_cache)
     with pytest.raises(HarnessError, match=message):
-        build_trainer(cfg, tmp_path / "out")
+        trainer_for(cfg, tmp_path / "out")
 
 
 def test_auto_picks_hf_without_a_gpu():

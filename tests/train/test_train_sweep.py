@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_cfg
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, read_json
@@ -55,7 +54,7 @@ def test_the_summary_ranks_jobs_by_the_metric_and_shows_what_varied(tmp_path):
     assert metric_value(tmp_path / "0", "train.global_step") == 3
     assert metric_value(tmp_path / "2", "eval.fim.candidate.exact_match") is None
     with pytest.raises(HarnessError, match="not a number"):
-        objective(make_cfg(tmp_path / "2", None, []), metric="train.eval_loss")
+        objective(tmp_path / "2", metric="train.eval_loss")
 
 
 def fake_verdict(sweep: Path, num: int, decision: str, slack: float) -> None:

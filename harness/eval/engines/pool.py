@@ -66,10 +66,13 @@ def engine_settings(e: DictConfig) -> dict:
 
 
 class EnginePool(contextlib.AbstractContextManager):
-    """The engines of both labels for one eval, and whatever they hold (a loopback server)."""
+    """The engines of both labels for one eval (the eval settings `ecfg`; the model settings
+    `model_cfg` for loading the base and its FIM tokens), and whatever they hold (a loopback
+    server)."""
 
-    def __init__(self, cfg: DictConfig, model_ref: str, adapter: str, tokenizer):
-        self.cfg, self.e = cfg, cfg.eval
+    def __init__(self, ecfg: DictConfig, model_cfg: DictConfig, model_ref: str, adapter: str,
+                 tokenizer):
+        self.e, self.model_cfg = ecfg, model_cfg
         self.model_ref, self.adapter, self.tokenizer = model_ref, adapter, tokenizer
         self._engines: dict[str, Engine] = {}
         self._stack = contextlib.ExitStack()
@@ -102,7 +105,7 @@ class EnginePool(contextlib.AbstractContextManager):
         log.info("eval: %s engine for the %s model", e.engine, label)
         if e.engine == "hf":
             device = eval_device(e)
-            model = load_model(self.model_ref, self.cfg.model, adapter=adapter, **placement(device))
+            model = load_model(self.model_ref, self.model_cfg, adapter=adapter, **placement(device))
             log.info("eval: %s model on %s, batch size %d", label, model.device, e.batch_size)
             return HFEngine(model, self.tokenizer, e.batch_size, e.max_new_tokens)
         if e.engine == "vllm":
@@ -130,7 +133,7 @@ class EnginePool(contextlib.AbstractContextManager):
 
             models = self.e.openai.models
             app = create_app(self.model_ref, adapters={models.candidate: self.adapter},
-                             served_name=models.base, fim=plain(self.cfg.model.get("fim")))
+                             served_name=models.base, fim=plain(self.model_cfg.get("fim")))
             server = self._stack.enter_context(ServerThread(app))
             self._base_url = server.base_url
             log.info("eval: loopback completions server (base + adapter) at %s", self._base_url)

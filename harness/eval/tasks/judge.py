@@ -52,7 +52,8 @@ class Judge(Task):
                                   ctx.cfg.eval.judge.max_new_tokens, label)
 
     def summarize(self, ctx: Context, items: list[dict], rows: dict[str, list[dict]]) -> dict:
-        return run_judge(ctx.cfg, ctx.out, ctx.model_ref, items, rows)
+        return run_judge(ctx.cfg.judge, ctx.cfg.model, ctx.cfg.cache_dir, ctx.out, ctx.model_ref,
+                         items, rows)
 
     def value(self, row: dict, field: str) -> float | None:
         if row["criterion"] != field:
