@@ -70,6 +70,18 @@ def test_every_task_writes_both_models_in_one_schema(evaluated):
     assert len(fim) == 3 and all(r["exact_match"] in (0.0, 1.0) and r["passed"] is None for r in fim)
 
 
+def test_the_noise_floor_is_the_base_model_again_at_another_batch_size(evaluated):
+    cfg, out, _ = evaluated
+    floor = json.loads((out / METRICS).read_text())["noise_floor"]  # on by default
+    assert set(floor) == {"humaneval", "mbpp"}  # the pass/fail benchmarks the gate pools
+    for task in floor:
+        again, first = rows(out, f"{task}.base_noise"), rows(out, f"{task}.base")
+        assert [r["prompt_hash"] for r in again] == [r["prompt_hash"] for r in first]
+        last = {r["item_id"]: r["passed"] for r in first}  # per problem, its last sample
+        flips = sum(1 for r in again if r["sample"] == 1 and r["passed"] != last[r["item_id"]])
+        assert floor[task] == {"n": 2, "flips": flips, "flip_rate": flips / 2}
+
+
 def test_both_models_get_identical_prompts_and_settings_are_recorded(evaluated):
     _, out, _ = evaluated
     for task in ("humaneval", "humaneval_infill_multi", "fim"):
