@@ -228,7 +228,7 @@ class BenchmarkSettings:
 
 @dataclass
 class NoiseFloorSettings:
-    enabled: bool = False
+    enabled: bool = True
     batch_size: int | None = field(default=None, metadata=valid(nullable(
         COUNT, "half of eval.batch_size")))
 

@@ -40,8 +40,8 @@ def test_run_chains_every_stage_on_the_smoke_config(tmp_path, history_repo, harn
     judged = metrics["judge"]["candidate"]["criteria"]["convention_adherence"]
     assert judged["n"] == 2 and judged["parse_failure_rate"] == 0.0  # guided choice always parses
     verdict = json.loads((run / "gate" / VERDICT).read_text())
-    assert {c["name"] for c in verdict["checks"]} == {"forgetting", "humaneval", "mbpp", "fim",
-                                                   "convention_adherence"}
+    assert {c["name"] for c in verdict["checks"]} == {"forgetting", "forgetting_relative",
+                                                   "humaneval", "mbpp", "fim", "convention_adherence"}
     assert evidence["verdict"] == verdict
     report = (tmp_path / "reports" / "e2e" / "report.md").read_text()
     assert f"**{verdict['decision'].upper()}**" in report and "| humaneval |" in report

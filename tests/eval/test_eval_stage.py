@@ -71,7 +71,7 @@ def test_every_task_writes_both_models_in_one_schema(evaluated):
 
 
 def test_the_noise_floor_is_the_base_model_again_at_another_batch_size(evaluated):
-    cfg, out, _ = evaluated
+    _, out, _ = evaluated
     floor = json.loads((out / METRICS).read_text())["noise_floor"]  # on by default
     assert set(floor) == {"humaneval", "mbpp"}  # the pass/fail benchmarks the gate pools
     for task in floor:
