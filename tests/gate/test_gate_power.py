@@ -89,6 +89,7 @@ def test_a_weak_model_that_loses_every_pass_fails_on_the_relative_check(tmp_path
     verdict = read_json(tmp_path / "run" / "gate" / VERDICT)
     rel = next(c for c in verdict["checks"] if c["name"] == "forgetting_relative")
     assert rel["power"]["margin"] == pytest.approx(0.5 * 10 / 128, abs=1e-4)  # in points
+    assert rel["power"]["decidable"] is None  # the ratio's CI is not the difference's
     assert "fail: forgetting_relative" in verdict["reasons"][0]
 
 
