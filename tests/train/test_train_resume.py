@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from conftest import make_cfg
 from harness.io import read_json, read_jsonl
 from harness.rundir import MANIFEST, TRAIN_LOG
 from harness.stages import run_stage
-from harness.train.checkpoints import complete
+from harness.train import stage as train_stage
+from harness.train.checkpoints import checkpoint_step, complete
 
 STEPS = 16
 ARGS = ["data.format.max_length=128", "train.batch_size=2", f"train.max_steps={STEPS}",
@@ -42,9 +42,11 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, history_re
         proc = subprocess.Popen(command(history_repo), cwd=tmp_path, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
         deadline = time.time() + 600
-        while not complete(ckpts / "checkpoint-8"):
+        # kill once a checkpoint at step 8 or later is complete (rotation may already have
+        # removed checkpoint-8 by the time this loop looks, on a fast machine)
+        while not any(checkpoint_step(c) >= 8 and complete(c) for c in ckpts.glob("checkpoint-*")):
             assert proc.poll() is None and time.time() < deadline, (tmp_path / "first.log").read_text()[-3000:]
-            time.sleep(0.05)
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL
     saved = sorted(int(p.name.split("-")[1]) for p in ckpts.glob("checkpoint-*"))
@@ -92,37 +94,30 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, history_re
     assert logged[0] == 1 and logged[-1] == STEPS + 4 and len(logged) == len(set(logged))
 
 
-class InterruptAt:
-    """Ctrl-C (SIGINT to this process) once the run in `partial` trained with learning rate
-    `lr` completed its checkpoint-4, as an impatient user would."""
+WHOLE_RUN_LOG = train_stage.whole_run_log
 
-    def __init__(self, partial: Path, lr: float):
-        self.partial, self.lr, self.stop = partial, lr, threading.Event()
 
-    def reached(self) -> bool:
-        try:
-            started_for = read_json(self.partial / ".fingerprint")["parts"]["train"]["lr"]
-        except (OSError, ValueError, KeyError):
-            return False
-        return started_for == self.lr and complete(self.partial / "checkpoints" / "checkpoint-4")
+def ctrl_c_after_checkpoint_4(monkeypatch, lr: float) -> None:
+    """Ctrl-C (a real SIGINT to this process) right after the run with learning rate `lr` has
+    saved its checkpoint-4, as an impatient user would. Sent from the trainer's own on_save
+    callback, so it lands at the same step on every machine (a watcher thread polling the
+    checkpoint directory can miss the window on a fast tiny run)."""
+    def whole_run_log_then_ctrl_c():
+        callback = WHOLE_RUN_LOG()
 
-    def __enter__(self):
-        def watch():
-            while not self.stop.is_set():
-                if self.reached():
+        class CtrlC(type(callback)):
+            def on_save(self, args, state, control, **kwargs):
+                if state.global_step == 4 and args.learning_rate == lr:
                     os.kill(os.getpid(), signal.SIGINT)
-                    return
-                time.sleep(0.02)
 
-        threading.Thread(target=watch, daemon=True).start()
-        return self
+        return CtrlC()
 
-    def __exit__(self, *exc):
-        self.stop.set()
+    monkeypatch.setattr(train_stage, "whole_run_log", whole_run_log_then_ctrl_c)
 
 
 def test_a_change_to_the_weights_sets_old_checkpoints_aside_until_the_new_run_is_published(
-        tmp_path, history_repo, harness_cache, caplog):
+        tmp_path, history_repo, harness_cache, caplog, monkeypatch):
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "an earlier test left a SIGINT handler"
     base = ["data.format.max_length=128", "train.batch_size=2", "train.max_steps=12",
             "train.save_steps=4", "train.warmup=0", "train.report_to=none"]
     run_dir = tmp_path / "run"
@@ -130,10 +125,13 @@ def test_a_change_to_the_weights_sets_old_checkpoints_aside_until_the_new_run_is
     first = make_cfg(run_dir, history_repo, [*base, "train.lr=5e-3"], harness_cache)
     second = make_cfg(run_dir, history_repo, [*base, "train.lr=1e-3"], harness_cache)
 
-    with InterruptAt(partial, 5e-3), pytest.raises(KeyboardInterrupt):
+    ctrl_c_after_checkpoint_4(monkeypatch, 5e-3)
+    with pytest.raises(KeyboardInterrupt):
         run_stage(first, "train")
-    with InterruptAt(partial, 1e-3), pytest.raises(KeyboardInterrupt):
+    ctrl_c_after_checkpoint_4(monkeypatch, 1e-3)
+    with pytest.raises(KeyboardInterrupt):
         run_stage(second, "train")
+    monkeypatch.undo()
     assert "changed: train.lr: 0.005 → 0.001" in caplog.text and f"kept in {aside}" in caplog.text
     assert complete(aside / "checkpoints" / "checkpoint-4")  # the first config's work, untouched
     assert read_json(aside / ".fingerprint")["parts"]["train"]["lr"] == 5e-3
@@ -141,5 +139,5 @@ def test_a_change_to_the_weights_sets_old_checkpoints_aside_until_the_new_run_is
     caplog.clear()
     summary = run_stage(first, "train")  # back to the first config: its work is resumed
     assert "resuming the work kept in" in caplog.text
-    assert read_json(run_dir / "train" / MANIFEST)["resumed_from"] in ("checkpoint-4", "checkpoint-8")
+    assert read_json(run_dir / "train" / MANIFEST)["resumed_from"] == "checkpoint-4"
     assert summary["global_step"] == 12 and not aside.exists() and not partial.exists()
