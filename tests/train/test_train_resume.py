@@ -97,6 +97,15 @@ def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, history_re
 WHOLE_RUN_LOG = train_stage.whole_run_log
 
 
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raises KeyboardInterrupt, as at a terminal: a shell's background job (`make test &`,
+    nohup) starts with SIGINT ignored, and Python keeps it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def ctrl_c_after_checkpoint_4(monkeypatch, lr: float) -> None:
     """Ctrl-C (a real SIGINT to this process) right after the run with learning rate `lr` has
     saved its checkpoint-4, as an impatient user would. Sent from the trainer's own on_save
@@ -116,8 +125,7 @@ def ctrl_c_after_checkpoint_4(monkeypatch, lr: float) -> None:
 
 
 def test_a_change_to_the_weights_sets_old_checkpoints_aside_until_the_new_run_is_published(
-        tmp_path, history_repo, harness_cache, caplog, monkeypatch):
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "an earlier test left a SIGINT handler"
+        tmp_path, history_repo, harness_cache, caplog, monkeypatch, sigint_raises):
     base = ["data.format.max_length=128", "train.batch_size=2", "train.max_steps=12",
             "train.save_steps=4", "train.warmup=0", "train.report_to=none"]
     run_dir = tmp_path / "run"
