@@ -72,7 +72,8 @@ _NOT_A_PASSWORD = re.compile(r"(?i)^(x-oauth-basic|x-access-token|password|passw
 _CHECKSUM = re.compile(r"(?i)sha\d*|md5|hash|checksum|digest|integrity|commit|revision|\brev\b|etag")
 # an address is found from its "@" (a regex scanning for the local part tried every word of
 # the text: 35 s of 170 on a real history); the local part is matched backwards from there
-_LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}$")
+# \Z, not $: $ also matches before a newline, which made "```python\n@click.command" an address
+_LOCAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}\Z")
 _DOMAIN = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 _NOT_PERSONAL = re.compile(r"(?i)^(git|noreply|no-reply|donotreply|do-not-reply|support|info|security|admin|"
                            r"team|help|contact|webmaster|postmaster|abuse|sales|hello|bot)@|"

@@ -220,3 +220,11 @@ def test_personal_email_addresses_are_replaced_role_and_example_ones_stay():
                    'EXAMPLE = "someone@example.com"\nREMOTE = "git@github.com:psf/requests.git"\n'
                    'SUPPORT = "security@python.org"\n')
     assert found == ["email", "email"]
+
+
+@pytest.mark.parametrize("code", [
+    '```python\n@click.command()\ndef less():\n    pass\n```\n',  # Markdown, as in click's docs
+    'x = 1\n@app.route("/")\ndef index():\n    return x\n',
+])
+def test_a_decorator_on_the_line_after_a_word_is_not_an_email_address(code):
+    assert Redactor().redact(code, "x.py") == (code, [])
