@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, jsonl_line, sha256_file, stable_hash, write_jsonl
 from harness.mine import classes, dedup, extra, github, sources, split, worker
-from harness.mine.cache import CommitCache
+from harness.mine.cache import CommitCache, code_version
 from harness.mine.diffs import open_repo
 from harness.mine.preview import write_preview
 from harness.mine.repo import git, github_slug, inspect
@@ -429,11 +429,12 @@ def _public(record: dict) -> dict:
 
 def fingerprint_inputs(cfg: DictConfig) -> dict:
     """What makes a previous mine output stale besides data.mine: the commits mined, the
-    fetched pull-request heads, and the export file's content."""
+    fetched pull-request heads, the export file's content, and the miner's own code (a
+    stage-cache entry written by an older miner holds what that miner got wrong)."""
     o = options(cfg.data.mine)
     info = inspect(cfg.data.repo, cfg.data.rev, o["pull_refs"], allow_shallow=True, announce=False)
     export = o["github"]["export"]
     return {"head": info.head, "repo": str(Path(cfg.data.repo).expanduser().resolve()),
             "extra": [sha256_file(p) for p in extra.paths(cfg.data.get("extra"))],
-            "pulls": stable_hash(sorted(info.pull_heads.items())),
+            "pulls": stable_hash(sorted(info.pull_heads.items())), "code": code_version(),
             "export": sha256_file(Path(export).expanduser()) if export and Path(export).expanduser().is_file() else export}

@@ -6,7 +6,7 @@ import pytest
 from conftest import RepoBuilder, distinct_function, make_cfg, mine_repo
 
 from harness.io import read_json
-from harness.mine import schedule
+from harness.mine import schedule, stage
 from harness.stages import run_stage
 
 
@@ -68,3 +68,13 @@ def test_harness_mine_skips_an_unchanged_repository_and_reruns_on_a_new_commit(t
     repo.commit("Add the parser for format 10", {"lib/fmt10.py": distinct_function("parse_10", 22)}, day=11)
     again = run_stage(cfg, "mine")
     assert again["head"] == repo.sha() and again["cache"] == {"commits_reused": 10, "commits_mined": 1}
+
+
+def test_a_new_miner_mines_again_instead_of_restoring_the_old_miners_output(tmp_path, repo, monkeypatch, caplog):
+    first = make_cfg(tmp_path / "first", repo.path, [], tmp_path / "cache")
+    run_stage(first, "mine")
+    second = make_cfg(tmp_path / "second", repo.path, [], tmp_path / "cache")
+    monkeypatch.setattr(stage, "code_version", lambda: "a-fixed-miner")  # as after an upgrade
+    caplog.set_level("INFO")
+    run_stage(second, "mine")
+    assert "restored from the stage cache" not in caplog.text and "mine: running" in caplog.text
