@@ -7,7 +7,8 @@ its replies make (harness/mine/edits.py): on held-out change requests whose prom
 code shown) is the same in every format, its greedy reply is applied to the code shown and
 compared with the true change:
 
-- applies: the reply parses and every edit lands on the code shown;
+- applies: the reply parses and every edit lands on the code shown; changes the code: and
+  the code it makes is not the code shown;
 - exact: the code made is the true new code;
 - edit similarity: difflib ratio of the lines the reply removes and adds to the true ones (0
   when it makes no edit or does not apply), with paired bootstrap CIs between formats.
@@ -20,7 +21,7 @@ the training already done.
     .venv/bin/python bench/bench_target_format.py --repo /path/to/clone [--rev REV]
         [--steps 16] [--requests 40] [--model smollm2-135m] [--workdir DIR]
 
-Writes bench/results/bench_target_format.json.
+Writes bench/results/bench_target_format.json and, per request, .rows.jsonl.
 """
 
 from __future__ import annotations
@@ -134,25 +135,29 @@ def main() -> None:
         sys.exit("no held-out change request to reply to: raise --max-new-tokens or use a history with "
                  "more commits after its time cutoff")
 
-    scores, per_format = {}, {}
+    scores, per_format, all_rows = {}, {}, []
     for fmt, run in runs.items():
         replies, seconds = generate(run, chosen, args.max_new_tokens, args.gen_batch_size)
         rows = []
         for prompt, reply in zip(chosen, replies, strict=True):
             truth = edits.result(prompt, pairs[fmt][prompt]["response"], fmt)
             made = edits.result(prompt, reply, fmt)
-            rows.append({"applies": made is not None, "exact": made == truth,
+            rows.append({"format": fmt, "applies": made is not None,
+                         "edits": made is not None and made != edits.before(prompt), "exact": made == truth,
                          "edit_similarity": edits.edit_similarity(edits.before(prompt), made, truth),
-                         "reply": reply})
+                         "request": prompt, "reply": reply, "truth": pairs[fmt][prompt]["response"]})
+        all_rows += rows
         scores[fmt] = [r["edit_similarity"] for r in rows]
         manifest = json.loads((run / "train" / "manifest.json").read_text())
         per_format[fmt] = {
-            "applies": sum(r["applies"] for r in rows), "exact": sum(r["exact"] for r in rows),
+            "applies": sum(r["applies"] for r in rows), "edits": sum(r["edits"] for r in rows),
+            "exact": sum(r["exact"] for r in rows),
             "edit_similarity": sum(scores[fmt]) / len(rows), "n": len(rows),
             "held_out_loss": manifest.get("eval_loss"), "train_loss": manifest.get("train_loss"),
             "train_seconds": manifest.get("train_seconds"), "generation_seconds": round(seconds, 1),
             "examples": [r["reply"][:600] for r in rows[:3]]}
-        print(f"[{fmt}] applies {per_format[fmt]['applies']}/{len(rows)}, exact {per_format[fmt]['exact']}, "
+        print(f"[{fmt}] applies {per_format[fmt]['applies']}/{len(rows)}, changes the code "
+              f"{per_format[fmt]['edits']}, exact {per_format[fmt]['exact']}, "
               f"edit similarity {per_format[fmt]['edit_similarity']:.3f}, held-out loss "
               f"{per_format[fmt]['held_out_loss']:.3f} (its own format's text)", flush=True)
 
@@ -170,7 +175,9 @@ def main() -> None:
         "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
         "requests": len(chosen), "held_out_in_all_formats": len(common), "formats": per_format,
         "differences": differences})
-    print(f"→ {out}")
+    with open(out.with_suffix(".rows.jsonl"), "w") as f:  # every request, reply and score, to read
+        f.writelines(json.dumps(r) + "\n" for r in all_rows)
+    print(f"→ {out} (+ {out.with_suffix('.rows.jsonl').name})")
 
 
 if __name__ == "__main__":

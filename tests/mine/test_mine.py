@@ -33,9 +33,9 @@ def test_commits_become_message_to_diff_records_with_provenance(tmp_path, team_r
     assert len(commits) == 12 and stats["sources"]["commit"] == {
         "in": 13, "dropped": {"too_small": 1}, "out": 12}
     r = next(r for r in commits if r["instruction"].startswith("Add feature_3"))
-    # the default target: SEARCH/REPLACE blocks of the code shown in the prompt
-    assert r["response"].startswith("pkg/mod0.py\n<<<<<<< SEARCH\n") and r["format"] == "search_replace"
-    assert "\ndef feature_3(value):" in r["response"].split("=======\n")[1]
+    # the default target: the new code of the region the prompt shows
+    assert r["response"].startswith("--- pkg/mod0.py (lines ") and r["format"] == "region"
+    assert "\ndef feature_3(value):" in r["response"]
     assert r["added"] == 30 and r["deleted"] == 0 and r["files"] == ["pkg/mod0.py"]
     assert r["shas"] == [git(team_repo.path, "rev-parse", "HEAD~8")] and r["repo"] == "project"
     assert r["source"] == "git:commit" and r["pr"] is None and r["redactions"] == []

@@ -120,7 +120,7 @@ def test_a_reverted_commit_is_a_negative_example_never_trained_on(mined):
 
 def test_a_rename_diffs_against_the_old_path(mined):
     [r] = [r for r in mined["records"] if r.get("instruction", "").startswith("Rename rule 2")]
-    assert r["response"].startswith("shop/holidays.py (renamed from shop/rule2.py)\n<<<<<<< SEARCH\n")
+    assert r["response"].startswith("--- shop/holidays.py (lines ") and "(renamed from shop/rule2.py)\n" in r["response"]
     assert "The code before the change:\n--- shop/rule2.py (lines " in r["instruction"]
     assert r["added"] == 26 and r["deleted"] == 0  # the content change only, not the whole file
 
