@@ -112,7 +112,7 @@ def _region(regions: list[Shown], reply: str, new_files: dict) -> bool:
 
 def _diff(regions: list[Shown], reply: str, new_files: dict) -> bool:
     """A unified diff per file; a new or deleted file is written as in `region` (pairs.py)."""
-    path, target, hunks, lines = None, None, [], reply.split("\n")
+    path, target, hunks, lines, last = None, None, [], reply.split("\n"), None
     for i, line in enumerate(lines):
         nxt = lines[i + 1] if i + 1 < len(lines) else ""
         if line.startswith(("--- a/", "--- /dev/null")) and nxt.startswith("+++ "):
@@ -124,14 +124,13 @@ def _diff(regions: list[Shown], reply: str, new_files: dict) -> bool:
             new_files[m[1]] = [] if m[2] == "new file" else None
         elif path is None and target is not None and new_files.get(target) is not None:
             new_files[target].append(line)
+            last = target if i == len(lines) - 1 and not line else None
         elif m := _HUNK.match(line):
             hunks.append((path, target, int(m[1]), []))
         elif hunks and line[:1] in (" ", "-", "+"):
             hunks[-1][3].append(line)
-    if reply.endswith("\n"):  # a new file's own last newline
-        for lines_ in new_files.values():
-            if lines_ and lines_[-1] == "":
-                lines_.pop()
+    if last is not None:  # the reply ends in a new file: its own last newline, not a blank line
+        new_files[last].pop()
     if not hunks:
         return bool(new_files)
     for path, target, start, body in hunks:
