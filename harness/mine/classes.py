@@ -1,5 +1,6 @@
 """What a changed file is: vendored or generated (kept out), and what a change is: docs-only,
-tests-only or formatting-only (kept, dropped or down-weighted by `data.mine.change_classes`).
+tests-only, chore-only (CI, dependencies, packaging, tool settings, release notes) or
+formatting-only (kept, dropped or down-weighted by `data.mine.change_classes`).
 
 Vendored paths come from the configured layouts (`data.mine.vendored_paths`) and from the
 repository's own `.gitattributes` (`linguist-vendored`, `linguist-generated`: what GitHub's
@@ -23,11 +24,23 @@ from harness.mine.filters import path_skipped
 _GENERATED = re.compile(r"@generated|do not edit|auto-?generated|^\W*(this (file|module|code) (is|was|has been) )?"
                         r"(automatically )?generated (by|from|with|using)\b", re.IGNORECASE)
 _COMMENT = ("#", "//", "/*", "*", "..", "<!--", '"""', "'''", ";", "--", "%")
-DOCS = ("*.md", "*.rst", "*.adoc", "docs/*", "doc/*", "*/docs/*", "CHANGES*", "CHANGELOG*",
-        "HISTORY*", "NEWS*", "AUTHORS*", "README*", "LICENSE*", "*.po")
+RELEASE_NOTES = ("CHANGES*", "CHANGELOG*", "HISTORY*", "NEWS*", "changelog/*", "*/changelog/*", "changes/*",
+                 "changelog.d/*", "docs/changelog*", "docs/changes*", "newsfragments/*", "*/newsfragments/*")
+DOCS = ("*.md", "*.rst", "*.adoc", "docs/*", "doc/*", "*/docs/*", *RELEASE_NOTES, "AUTHORS*", "README*",
+        "LICENSE*", "*.po")
+# The project's machinery rather than its code: what pins an action's commit, a dependency's
+# version or a linter's rule says nothing a model can learn from the request (read on click,
+# requests and pluggy: "update dev dependencies" → new hashes of GitHub actions).
+CHORE = (*RELEASE_NOTES, ".github/*", ".gitlab-ci.yml", ".gitlab/*", ".travis.yml", "*appveyor.yml",
+         "*azure-pipelines.yml", ".circleci/*", ".ci/*", ".pre-commit-config.yaml", ".pre-commit-hooks.yaml",
+         "tox.ini", "requirements*.txt", "requirements/*", "*-requirements.txt", "*.in", "setup.cfg",
+         "pyproject.toml", "Pipfile", "environment*.yml", ".readthedocs.y*ml", ".coveragerc", ".gitignore",
+         ".gitattributes", ".editorconfig", ".flake8", "mypy.ini", "pytest.ini", ".mailmap", "*codecov.yml",
+         "renovate.json", "Makefile", ".git-blame-ignore-revs", ".dockerignore", ".python-version")
 TESTS = ("tests/*", "test/*", "testing/*", "*/tests/*", "*/test/*", "test_*.py", "*_test.py",
          "*_tests.py", "conftest.py", "*_test.go", "*.test.js", "*.test.ts", "*.spec.js", "*.spec.ts")
 _LINGUIST = ("linguist-vendored", "linguist-generated")
+CHANGE_CLASSES = ("chore", "docs", "tests", "formatting", "code")
 
 
 def generated_header(text: str) -> bool:
@@ -78,6 +91,16 @@ def _names(text: str) -> Counter:
     return Counter(re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\d+", text))
 
 
+def same_names(removed: str, added: str) -> bool:
+    """Whether both sides of a change hold the same words and numbers: what a layout-only
+    change needs (the names compared include comments' words: a comment added is content)."""
+    return _names(removed) == _names(added)
+
+
+# where indentation or a line break is meaning, not layout
+_LAYOUT_MATTERS = ("*.py", "*.pyi", "*.yml", "*.yaml", "Makefile", "*.mk")
+
+
 def same_ast(before: str, after: str) -> bool:
     """Whether two versions of a Python file parse to the same tree (only layout, quotes,
     comments or trailing commas changed)."""
@@ -110,18 +133,61 @@ def _same_tree(a: ast.AST, b: ast.AST) -> bool:
     return True
 
 
-def change_class(files: Sequence[str], removed: str, added: str,
-                 versions: Sequence[tuple[str, str]]) -> str:
-    """docs | tests | formatting | code, for a change to `files` whose '-' and '+' lines are
-    `removed` and `added`, with (before, after) of each changed Python file in `versions`
-    (the AST is compared only when the names on both sides are the same: a cheap necessary
-    condition)."""
-    if files and all(path_skipped(f, DOCS) for f in files):
+def path_class(files: Sequence[str]) -> str | None:
+    """chore | docs | tests when every file is one, else None. Release notes alone are a
+    chore, beside other docs docs; docs beside chores ("Add appveyor script" to the README
+    and appveyor.yml) a chore."""
+    if not files:
+        return None
+    chore, docs = [path_skipped(f, CHORE) for f in files], [path_skipped(f, DOCS) for f in files]
+    if all(chore):
+        return "chore"
+    if all(docs):
         return "docs"
-    if files and all(path_skipped(f, TESTS) for f in files):
-        return "tests"
-    # the names compared include comments' words: a comment added is content, not layout
-    if (versions and len(versions) == len(files) and _names(removed) == _names(added)
-            and all(same_ast(b, a) for b, a in versions)):
-        return "formatting"
-    return "code"
+    if all(c or d for c, d in zip(chore, docs, strict=True)):
+        return "chore"
+    return "tests" if all(path_skipped(f, TESTS) for f in files) else None
+
+
+# "Run pyupgrade --py36", "use ruff lint and format", "Add reorder-python-imports and autoflake
+# hooks": what a code tool rewrote across the tree, not what the request teaches
+_TOOL_RUN = re.compile(
+    r"^\W*(\w+\W+)?(run|ran|apply|applied|use|migrate|switch|add|adopt|format|reformat|autoformat|enable)\b.*"
+    r"\b(black(?![-\w])|isort|ruff|pyupgrade|autoflake|autopep8|yapf|reorder[-_ ]python[-_ ]imports|pre-commit|prettier|"
+    r"docformatter|flynt|2to3)\b", re.IGNORECASE)
+
+
+def change_class(files: Sequence[str], removed: str, added: str,
+                 versions: Sequence[tuple[str, str, str]], message: str = "") -> str:
+    """chore | docs | tests | formatting | code, for a change to `files` whose '-' and '+'
+    lines are `removed` and `added`. Formatting: a message that says a formatter or
+    code-upgrade tool made it, or a change of layout only, judged from `versions` (path,
+    before, after) of every file: a Python file's whole text before and after (the same AST),
+    another's '-' and '+' lines (the same words: trailing spaces trimmed, a paragraph
+    reflowed; in YAML or a Makefile, where layout is meaning, only trailing spaces and blank
+    lines)."""
+    if _TOOL_RUN.match(message.split("\n", 1)[0]) or (
+            versions and len(versions) == len(files) and same_names(removed, added)
+            and all(_layout_only(*v) for v in versions)):
+        return "formatting"  # whatever the files: trailing spaces trimmed in the docs teach nothing
+    return path_class(files) or "code"
+
+
+def _layout_only(path: str, before: str, after: str) -> bool:
+    if path.endswith(".py"):
+        return same_ast(before, after)
+    if path_skipped(path, _LAYOUT_MATTERS):  # only trailing spaces and blank lines may change
+        return _lines(before) == _lines(after)
+    return before.split() == after.split()
+
+
+def _lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def part_class(files: Sequence[str], change: str | None) -> str | None:
+    """The class of a pair made from part of a change (split, or some files too long to show):
+    its own files' when they are all docs, tests or chores (the workflow file of "Drop Python
+    3.7" teaches what a chore commit would), else the change's; a formatting-only change is
+    formatting in every part."""
+    return change if change == "formatting" else path_class(files) or change

@@ -27,6 +27,9 @@ _TEMPLATE = re.compile(
     r"type of change)\s*:?\s*$|(thanks?( you)? for (contributing|your contribution)))",
     re.IGNORECASE)
 _BLANKS = re.compile(r"\n{3,}")
+# `git status` pasted into the message: "modified:   docs/api.rst", "# Changes to be committed:"
+_STATUS = re.compile(r"^#?\s*((modified|new file|deleted|renamed|both modified|typechange):\s+\S.*|"
+                     r"changes (to be committed|not staged for commit):|on branch \S+)\s*$", re.IGNORECASE)
 
 # First lines that say nothing a model could act on (CommitPackFT dropped the same kinds).
 _LOW_INFO = re.compile(
@@ -36,7 +39,8 @@ _LOW_INFO = re.compile(
     r"merge\b.*|bump\b.*|v?\d+(\.\d+)+.*|release\b.*|prepare (for )?release\b.*|"
     r"(back )?to (dev|development)( version)?|initial commit|first commit|\.+|"
     r"(update|run|apply|bump) pre[- ]?commit\b.*|pre[- ]?commit\b.*(update|autoupdate|fixes)|"
-    r"\[pre-commit\.ci\].*)\s*[.!]*\s*$",
+    r"\[pre-commit\.ci\].*|sync(s|ed|ing)?\b.*\b(fork|upstream)\b.*|"
+    r"(make )?(all )?(the )?tests? pass(es|ing)?( again)?|pass(es|ing)? (all )?(the |teh )?tests?)\s*[.!]*\s*$",
     re.IGNORECASE)
 # "Update README.md", "fix tests", "changes to foo.py": one verb and one word or file name
 _VERB_THING = re.compile(
@@ -44,6 +48,13 @@ _VERB_THING = re.compile(
     r"cleanup|clean up|changes to|more|improve[sd]?)\s+(the\s+)?\S+\s*[.!]*\s*$",
     re.IGNORECASE)
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+# "Update HISTORY and version for v2.5.2": a release's bookkeeping, whatever its verb
+_RELEASE = re.compile(r"\b(release|version|history|changelog|changes|news)\b.*\bv?\d+\.\d+|"
+                      r"\bv?\d+\.\d+(\.\d+)*\b.*\b(release|released|version|history|changelog)\b", re.IGNORECASE)
+# "Fix 1728 (Fixed up from #1729)", "Closes issue #31": a reference, not what to do
+_REFERENCE = {"fix", "fixes", "fixed", "fixing", "close", "closes", "closed", "resolve", "resolves", "resolved",
+              "see", "ref", "refs", "re", "issue", "issues", "gh", "bug", "ticket", "pr", "up", "from", "for",
+              "and", "of", "the", "to", "in", "on", "again", "part", "followup", "follow-up"}
 # "nice and cleanup", "improvements to index", "small tweaks": a vague head and at most one
 # word that says what changed (file names say where, not what)
 _VAGUE = {"improvement", "improvements", "improve", "improved", "improves", "cleanup", "cleanups", "clean",
@@ -106,7 +117,7 @@ _FILE = re.compile(r"^[\w./-]+\.(py|pyi|rst|md|txt|html|css|js|cfg|toml|ya?ml|in
 def clean(message: str) -> str:
     """The message as an instruction: residue and boilerplate removed, its meaning kept."""
     text = _HTML_COMMENT.sub("", message.replace("\r\n", "\n"))
-    out, in_hg = [], False
+    out, in_hg, in_conflicts = [], False, False
     for line in text.split("\n"):
         s = line.strip()
         if s == "--HG--":
@@ -115,7 +126,13 @@ def clean(message: str) -> str:
         if in_hg and (_HG_FIELD.match(s) or not s):
             continue
         in_hg = False
-        if _TRAILER.match(s) or _FOOTER.match(s) or _TEMPLATE.match(line):
+        if s.lstrip("# ") == "Conflicts:":  # what `git merge` writes: "Conflicts:" then a path a line
+            in_conflicts = True
+            continue
+        if in_conflicts and line[:1] in ("\t", "#") and s:
+            continue
+        in_conflicts = False
+        if _TRAILER.match(s) or _FOOTER.match(s) or _TEMPLATE.match(line) or _STATUS.match(s):
             continue
         out.append(_CI.sub("", line).rstrip())
     return _BLANKS.sub("\n\n", "\n".join(out)).strip()
@@ -134,6 +151,9 @@ def quality_reason(message: str, min_chars: int) -> str | None:
         return "low_info_message"
     if len(_WORD.findall(subject)) < 2:  # "#123", "v2", "pep8 stuff.py": no statement of a change
         return "not_an_instruction"
+    if len(text.splitlines()) == 1 and (all(w.lower() in _REFERENCE for w in _WORD.findall(subject))
+                                        or _RELEASE.search(subject)):
+        return "low_info_message"
     words = subject.lower().rstrip(".!").split()
     said = [w for w in words[1:] if w not in _FILLER and w not in _VAGUE and not _FILE.match(w)]
     if words[0].strip(",:") in _VAGUE and len(said) <= 1 and len(text.splitlines()) == 1:

@@ -29,13 +29,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.mine.classes import DOCS, TESTS
+from harness.mine.classes import DOCS, RELEASE_NOTES, TESTS
 from harness.mine.filters import path_skipped
 from harness.mine.records import FileDiff, Hunk, hunks, unified_diff
 
 FORMATS = ("search_replace", "region", "diff")
-BOOKKEEPING = ("AUTHORS*", "CONTRIBUTORS*", "CHANGES*", "CHANGELOG*", "HISTORY*", "NEWS*", "LICENSE*",
-               "changelog/*", "*/changelog/*", "docs/changelog*", "docs/changes*", "newsfragments/*")
+BOOKKEEPING = (*RELEASE_NOTES, "AUTHORS*", "CONTRIBUTORS*", "LICENSE*")
 _CODE = (".py", ".pyi", ".js", ".ts", ".tsx", ".jsx", ".go", ".rs", ".java", ".kt", ".c", ".h", ".cc", ".cpp",
          ".hpp", ".cs", ".rb", ".php", ".swift", ".scala", ".sh", ".sql", ".lua", ".r", ".jl")
 HEADER = "\n\nThe code before the change:\n"
@@ -296,12 +295,13 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
     subs: list[FileDiff] = []
     # the code first, then its tests, then the rest (docs, config): `max_parts` cuts the last;
     # a changelog or AUTHORS entry alone does not follow from the message: not a part
-    substantive = [f for f in files if not path_skipped(f.path, BOOKKEEPING)] or files
+    # (nor is a pure rename or an empty new file: a part with nothing to write)
+    substantive = [f for f in files if not path_skipped(f.path, BOOKKEEPING) and f.added + f.deleted] or files
     for f in sorted(substantive, key=lambda f: (path_skipped(f.path, DOCS) or not f.path.endswith(_CODE),
                                                 path_skipped(f.path, TESTS))):
         if len(parts) >= max_parts:
             break
-        req = f"{request}\n\nMake the part of this change that belongs in `{f.path}`."
+        req = f"{request}\n\nMake the part of this change that belongs in `{f.path}`." + moved_here(f, files)
         if p := best(req, [f]):
             parts.append(p)
             continue
@@ -315,7 +315,8 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
             subs.append(sub)  # alive until the end: `views` and `old` are keyed by id()
             old[id(sub)] = old[id(f)]
             where = f"lines {r.lo}-{r.hi} of `{f.old_path}`"
-            if p := best(f"{request}\n\nMake the part of this change that belongs in {where}.", [sub]):
+            req = f"{request}\n\nMake the part of this change that belongs in {where}." + moved_here(sub, files)
+            if p := best(req, [sub]):
                 parts.append(p)
             elif len(r.hunks) > 1:
                 todo[:0] = [Region(*_old_range(h)[:1], max(_old_range(h)), [h]) for h in r.hunks]
@@ -324,6 +325,37 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
     if not parts:
         return [], "too_long"
     return [scrubbed(p) for p in parts], "split"
+
+
+def _removed_runs(diff: str) -> list[list[str]]:
+    """Each run of consecutive '-' lines of a diff."""
+    runs: list[list[str]] = []
+    for h in hunks(diff):
+        run: list[str] = []
+        for line in [*h.lines, " "]:
+            if line[:1] == "-":
+                run.append(line[1:])
+            elif run:
+                runs.append(run)
+                run = []
+    return runs
+
+
+def moved_here(part: FileDiff, change: list[FileDiff]) -> str:
+    """For a part of a split change whose added lines are mostly code the change removes
+    elsewhere (a function moved to a new module, methods reordered), that removed code as it
+    was: without it the reply is code the prompt never showed ("Move to_native_string to
+    _internal_utils.py" on requests). "" for any other part."""
+    added = {s for h in hunks(part.diff) for line in h.lines if line[:1] == "+" and len(s := line[1:].strip()) > 3}
+    if len(added) < 3:
+        return ""
+    own = {line[1:] for h in hunks(part.diff) for line in h.lines if line[:1] == "-"}
+    sources = [(f.old_path, run) for f in change if f.old_path for run in _removed_runs(f.diff)
+               if not (f.old_path == part.old_path and set(run) <= own)
+               and sum(line.strip() in added for line in run) >= 3]
+    if 2 * len(added & {line.strip() for _, run in sources for line in run}) < len(added):
+        return ""
+    return "".join(f"\n\nThe code it moves here, as it was in `{path}`:\n{_block(run)}" for path, run in sources)
 
 
 _META = re.compile(r"^(--- .* \((lines \d+-\d+|new file|deleted)\)( \(renamed from .*\))?|"

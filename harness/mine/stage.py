@@ -65,10 +65,10 @@ def _check(o: dict) -> None:
     if o["target_format"] not in FORMATS:
         raise HarnessError(f"data.mine.target_format={o['target_format']!r}: expected one of {', '.join(FORMATS)}.")
     for cls, share in o["change_classes"].items():
-        if cls not in ("docs", "tests", "formatting", "code") or not isinstance(share, (int, float)) \
+        if cls not in classes.CHANGE_CLASSES or not isinstance(share, (int, float)) \
                 or not 0 <= share <= 1:
-            raise HarnessError(f"data.mine.change_classes.{cls}={share!r}: expected docs, tests, formatting "
-                               "or code, each with a share in [0, 1] (1 keeps all, 0 none).")
+            raise HarnessError(f"data.mine.change_classes.{cls}={share!r}: expected one of "
+                               f"{', '.join(classes.CHANGE_CLASSES)}, each with a share in [0, 1] (1 keeps all, 0 none).")
     if o["over_budget"] not in ("drop", "keep"):
         raise HarnessError(f"data.mine.over_budget={o['over_budget']!r}: expected drop or keep.")
     if not isinstance(o["max_parts"], int) or o["max_parts"] < 1:
@@ -167,7 +167,7 @@ def _lines_of(repo: Path, *args: str) -> list[str]:
 
 
 def _weigh_classes(records: list[dict], shares: dict, stats: Stats) -> list[dict]:
-    """Keep `shares[class]` of each class of change (docs, tests, formatting, code): all, none,
+    """Keep `shares[class]` of each class of change (classes.CHANGE_CLASSES): all, none,
     or a stable sample by record id (the same records on every run)."""
     out = []
     for r in records:

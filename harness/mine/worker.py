@@ -253,7 +253,8 @@ def _records(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old:
             "authored_at": c.authored_at, "committed_at": c.committed_at, "author_id": res["author_id"],
             "instruction": p.request + p.context, "response": p.response, "files": p.files,
             "added": p.added, "deleted": p.deleted, "format": o["target_format"],
-            "part": [i + 1, len(made)] if len(made) > 1 else None, "change_class": res.get("change_class"),
+            "part": [i + 1, len(made)] if len(made) > 1 else None,
+            "change_class": classes.part_class(p.files, res.get("change_class")),
             "redactions": sorted(set(redact.found)),
         }
         out.append((rec, p.request))  # the change itself is compared; the context is the repository's code
@@ -273,20 +274,26 @@ def _not_generated(diffs: list[FileDiff], old: dict[str, bytes], res: dict) -> l
     return kept
 
 
-def _change_class(diffs: list[FileDiff], old: dict[str, bytes]) -> str:
-    """docs | tests | formatting | code (classes.change_class); the new version of a Python
-    file is its old one with the hunks applied, computed only when the AST is compared."""
-    lines = [line for d in diffs for h in hunks(d.diff) for line in h.lines]
-    removed = "".join(line[1:] + "\n" for line in lines if line[:1] == "-")
-    added = "".join(line[1:] + "\n" for line in lines if line[:1] == "+")
-    py = [d for d in diffs if d.path.endswith(".py") and d.old_path and d.new_path and d.old_blob in old]
+def _change_class(diffs: list[FileDiff], old: dict[str, bytes], message: str) -> str:
+    """chore | docs | tests | formatting | code (classes.change_class); the new version of a Python
+    file is its old one with the hunks applied, computed only when the names on both sides are
+    the same (a layout change's necessary condition)."""
+    per_file = [[line for h in hunks(d.diff) for line in h.lines] for d in diffs]
+
+    def side(lines: list[str], sign: str) -> str:
+        return "".join(line[1:] + "\n" for line in lines if line[:1] == sign)
+
+    removed = "".join(side(lines, "-") for lines in per_file)
+    added = "".join(side(lines, "+") for lines in per_file)
     versions = []
-    if len(py) == len(diffs):
-        for d in py:
-            text = old[d.old_blob].decode("utf-8", "replace").split("\n")
-            new = pairs.apply_all(text, hunks(d.diff))
-            versions.append(("\n".join(text), "\n".join(new)))
-    return classes.change_class([d.path for d in diffs], removed, added, versions)
+    if classes.same_names(removed, added):
+        for d, lines in zip(diffs, per_file, strict=True):
+            if not d.path.endswith(".py"):
+                versions.append((d.path, side(lines, "-"), side(lines, "+")))
+            elif d.old_path and d.new_path and d.old_blob in old:
+                text = old[d.old_blob].decode("utf-8", "replace").split("\n")
+                versions.append((d.path, "\n".join(text), "\n".join(pairs.apply_all(text, hunks(d.diff)))))
+    return classes.change_class([d.path for d in diffs], removed, added, versions, message)
 
 
 def bench() -> dedup.Benchmarks | None:
@@ -359,7 +366,9 @@ def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozens
         if not diffs_:
             res["drop"] = "generated"
             continue
-        res["change_class"] = _change_class(diffs_, old)
+        # classed by what the request says (a PR's title, not its merge commit's subject)
+        res["change_class"] = _change_class(diffs_, old, instruction_for(res["kind"], res["source"], message,
+                                                                          res["target"]))
         made = _records(c, res, message, diffs_, old, o, scrub)
         if not made:
             res["drop"] = "too_long"

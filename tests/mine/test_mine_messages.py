@@ -29,6 +29,15 @@ Co-authored-by: Bob B <bob@example.com>
                               "Fixes #12.")
 
 
+def test_git_status_and_merge_conflict_lists_pasted_into_a_message_are_removed():
+    message = ("Document the logging and build the docs from setup.py\n\n"
+               "# Changes to be committed:\n#\tmodified:   .gitignore\nmodified:   docs/api.rst\n"
+               "new file:   docs/logging.rst\n\nThe logger names are listed per module.\n\n"
+               "Conflicts:\n\trequests/sessions.py\n\tdocs/api.rst\n")
+    assert clean(message) == ("Document the logging and build the docs from setup.py\n\n"
+                              "The logger names are listed per module.")
+
+
 @pytest.mark.parametrize("message, reason", [
     ("wip", "short_message"),
     ("Update README.md", "low_info_message"),
@@ -55,6 +64,18 @@ Co-authored-by: Bob B <bob@example.com>
     ("Add retries to the HTTP adapter", None),
     ("Fixed the off-by-one in the pager", None),  # descriptive is fine
     ("Update README.md\n\nDocument the new --color flag and its default.", None),  # the body explains
+    ("Fix 1728 (Fixed up from #1729)", "low_info_message"),  # a reference, not a request
+    ("Closes issue #31", "low_info_message"),
+    ("Fix #95: Resolve E741 errors", None),  # the errors say what
+    ("Fix 1728: keep the proxy headers on redirects", None),
+    ("Syncing fork to the original repository", "low_info_message"),
+    ("Sync the upstream changes", "low_info_message"),
+    ("Update HISTORY and version for v2.5.2", "low_info_message"),
+    ("PASS ALL TEH TESTS", "low_info_message"),
+    ("Make the tests pass again", "low_info_message"),
+    ("Changelog for 2.31.0 release", "low_info_message"),
+    ("Add support for Python 3.14", None),
+    ("Require urllib3 1.26 or newer for the proxy fix", None),
 ])
 def test_a_message_must_read_like_an_instruction(message, reason):
     assert quality_reason(message, 10) == reason

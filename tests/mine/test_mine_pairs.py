@@ -99,6 +99,28 @@ def test_a_change_too_large_for_the_budget_is_split_per_file_and_counted(tmp_pat
     assert stats["sources"]["commit"]["cut"] == {"over_budget": 1}
 
 
+def test_code_moved_between_the_parts_of_a_split_change_is_shown_where_it_lands(tmp_path, repo_builder):
+    """A function moved to a new module: the part that adds it shows it as it was, else the
+    reply would be code the prompt never showed; the part that removes it needs nothing more."""
+    helper = distinct_function("to_native_string", 6)
+    before = distinct_function("parse_header", 22) + helper + distinct_function("quote_url", 22)
+    b = repo_builder()
+    b.commit("Add the header and URL helpers", {"pkg/utils.py": before, "pkg/compat.py": "PY3 = True\n"}, day=1)
+    b.commit("Move to_native_string to pkg/_internal.py to avoid a circular import",
+             {"pkg/utils.py": before.replace(helper, "\n\nfrom pkg._internal import to_native_string\n"),
+              "pkg/_internal.py": '"""Helpers the other modules import."""\n' + helper}, day=2, append=False,
+             rename={"pkg/compat.py": "pkg/_compat.py"})
+    # 1,020 characters: the change whole does not fit, each file does
+    _, records, _ = mine_repo(tmp_path, b.path, "data.mine.fit_tokens=340", "data.mine.min_changed_lines=1",
+                              "data.mine.test_fraction=0.01")
+    parts = {r["files"][0]: r for r in records if r["kind"] == "commit" and r["part"]}
+    assert set(parts) == {"pkg/utils.py", "pkg/_internal.py"}  # the rename alone has nothing to write
+    request = parts["pkg/_internal.py"]["instruction"].split("\n\nThe code before the change")[0]
+    assert "The code it moves here, as it was in `pkg/utils.py`:\ndef to_native_string(value):" in request
+    assert helper.strip() in request and helper.strip() in parts["pkg/_internal.py"]["response"]
+    assert "moves here" not in parts["pkg/utils.py"]["instruction"]
+
+
 def test_enclosing_finds_the_innermost_def_with_its_decorators():
     lines = ["import os", "", "class Ledger:", "    rate = 2", "", "    @property",
              "    def total(self):", "        x = 1", "        return x", "", "    def other(self):",
