@@ -297,11 +297,12 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
     # a changelog or AUTHORS entry alone does not follow from the message: not a part
     # (nor is a pure rename or an empty new file: a part with nothing to write)
     substantive = [f for f in files if not path_skipped(f.path, BOOKKEEPING) and f.added + f.deleted] or files
+    removed = [(f.old_path, run) for f in files if f.old_path for run in _removed_runs(f.diff)]
     for f in sorted(substantive, key=lambda f: (path_skipped(f.path, DOCS) or not f.path.endswith(_CODE),
                                                 path_skipped(f.path, TESTS))):
         if len(parts) >= max_parts:
             break
-        req = f"{request}\n\nMake the part of this change that belongs in `{f.path}`." + moved_here(f, files)
+        req = f"{request}\n\nMake the part of this change that belongs in `{f.path}`." + moved_here(f, removed)
         if p := best(req, [f]):
             parts.append(p)
             continue
@@ -315,7 +316,7 @@ def pairs(request: str, files: list[FileDiff], fit_chars: int, context_lines: in
             subs.append(sub)  # alive until the end: `views` and `old` are keyed by id()
             old[id(sub)] = old[id(f)]
             where = f"lines {r.lo}-{r.hi} of `{f.old_path}`"
-            req = f"{request}\n\nMake the part of this change that belongs in {where}." + moved_here(sub, files)
+            req = f"{request}\n\nMake the part of this change that belongs in {where}." + moved_here(sub, removed)
             if p := best(req, [sub]):
                 parts.append(p)
             elif len(r.hunks) > 1:
@@ -341,17 +342,17 @@ def _removed_runs(diff: str) -> list[list[str]]:
     return runs
 
 
-def moved_here(part: FileDiff, change: list[FileDiff]) -> str:
+def moved_here(part: FileDiff, removed: list[tuple[str, list[str]]]) -> str:
     """For a part of a split change whose added lines are mostly code the change removes
     elsewhere (a function moved to a new module, methods reordered), that removed code as it
     was: without it the reply is code the prompt never showed ("Move to_native_string to
-    _internal_utils.py" on requests). "" for any other part."""
+    _internal_utils.py" on requests). `removed`: (old path, run of '-' lines) of the whole
+    change. "" for any other part."""
     added = {s for h in hunks(part.diff) for line in h.lines if line[:1] == "+" and len(s := line[1:].strip()) > 3}
     if len(added) < 3:
         return ""
     own = {line[1:] for h in hunks(part.diff) for line in h.lines if line[:1] == "-"}
-    sources = [(f.old_path, run) for f in change if f.old_path for run in _removed_runs(f.diff)
-               if not (f.old_path == part.old_path and set(run) <= own)
+    sources = [(path, run) for path, run in removed if not (path == part.old_path and set(run) <= own)
                and sum(line.strip() in added for line in run) >= 3]
     if 2 * len(added & {line.strip() for _, run in sources for line in run}) < len(added):
         return ""

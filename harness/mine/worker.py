@@ -228,10 +228,11 @@ def _prepare(c: CommitMeta, res: dict, files: list[FileStat], mfs: dict, o: dict
     return redact(c.message, "COMMIT_EDITMSG"), diffs
 
 
-def _records(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old: dict[str, bytes],
-             o: dict, redact: _Scrub) -> list[tuple[dict, str]]:
+def _records(c: CommitMeta, res: dict, message: str, request: str, diffs: list[FileDiff],
+             old: dict[str, bytes], o: dict, redact: _Scrub) -> list[tuple[dict, str]]:
     """(record, request: what near dedup compares besides the response) of each pair the
-    change makes (pairs.py); `res["cut"]` says whether it was whole, split or too long."""
+    change makes (pairs.py; `request`: the instruction the message makes); `res["cut"]` says
+    whether it was whole, split or too long."""
     for d in diffs:
         if d.old_blob in old:
             d.before = lambda b=d.old_blob: old[b].decode("utf-8", "replace")
@@ -242,7 +243,6 @@ def _records(c: CommitMeta, res: dict, message: str, diffs: list[FileDiff], old:
         made, res["cut"] = [pairs.Pair(request, context, response, [d.path for d in diffs],
                                        sum(d.added for d in diffs), sum(d.deleted for d in diffs))], "whole"
     else:
-        request = instruction_for(res["kind"], res["source"], message, res["target"])
         made, res["cut"] = pairs.pairs(request, diffs, fit, o["context_lines"], o["target_format"],
                                        redact, o["max_parts"], o["over_budget"])
     out = []
@@ -367,9 +367,9 @@ def mine_chunk(repo: str, shas: list[str], o: dict, boundary: set[str] = frozens
             res["drop"] = "generated"
             continue
         # classed by what the request says (a PR's title, not its merge commit's subject)
-        res["change_class"] = _change_class(diffs_, old, instruction_for(res["kind"], res["source"], message,
-                                                                          res["target"]))
-        made = _records(c, res, message, diffs_, old, o, scrub)
+        request = instruction_for(res["kind"], res["source"], message, res["target"])
+        res["change_class"] = _change_class(diffs_, old, request)
+        made = _records(c, res, message, request, diffs_, old, o, scrub)
         if not made:
             res["drop"] = "too_long"
         built += [(res, rec, request) for rec, request in made]
