@@ -348,10 +348,11 @@ def moved_here(part: FileDiff, removed: list[tuple[str, list[str]]]) -> str:
     was: without it the reply is code the prompt never showed ("Move to_native_string to
     _internal_utils.py" on requests). `removed`: (old path, run of '-' lines) of the whole
     change. "" for any other part."""
-    added = {s for h in hunks(part.diff) for line in h.lines if line[:1] == "+" and len(s := line[1:].strip()) > 3}
+    lines = [line for h in hunks(part.diff) for line in h.lines]
+    added = {s for line in lines if line[:1] == "+" and len(s := line[1:].strip()) > 3}
     if len(added) < 3:
         return ""
-    own = {line[1:] for h in hunks(part.diff) for line in h.lines if line[:1] == "-"}
+    own = {line[1:] for line in lines if line[:1] == "-"}
     sources = [(path, run) for path, run in removed if not (path == part.old_path and set(run) <= own)
                and sum(line.strip() in added for line in run) >= 3]
     if 2 * len(added & {line.strip() for _, run in sources for line in run}) < len(added):
