@@ -252,6 +252,7 @@ class FimEvalSettings:
     max_middle_lines: int = field(default=3, metadata=valid(COUNT))
     context_lines: int = field(default=40, metadata=valid(at_least(0)))
     max_new_tokens: int = field(default=64, metadata=valid(COUNT))
+    batch_size: int | None = field(default=None, metadata=valid(nullable(COUNT, "eval.batch_size")))
     seed: int = field(default=1234, metadata=valid(SEED))
 
 

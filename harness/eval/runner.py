@@ -12,7 +12,7 @@ from typing import Protocol
 from harness.eval import chat_codegen, fim_task
 from harness.eval.engines.base import GREEDY, Decoding, Engine
 from harness.eval.records import exec_fields, row
-from harness.format.fim import FimTokens, fim_prompt_ids
+from harness.format.fim import FimTokens, fim_prompt_ids, has_first_line
 from harness.io import sha256_text
 from harness.sandbox.execute import Sandbox
 
@@ -92,7 +92,8 @@ def run_fim(holes: list, engine: Engine, tokenizer, toks: FimTokens | None, budg
     prompts = fim_task.prompts(tokenizer, toks, holes, budget)
     ends = _ends(toks, tokenizer) if toks is not None else None  # None: the model's own eos
     gens = engine.generate(prompts, max_new_tokens=max_new_tokens, eos_token_ids=ends,
-                           decoding=GREEDY, desc=f"fim [{label}]")
+                           decoding=GREEDY, desc=f"fim [{label}]",
+                           done=None if toks is not None else has_first_line)
     mode = "sentinels" if toks is not None else "left_to_right"
     rows = []
     for (hid, h), p, g in zip(holes, prompts, gens, strict=True):

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.config_check import TrainSettings, check_section
 from harness.io import atomic_write_json, read_json, respect_umask, sha256_tree, write_jsonl
+from harness.malloc import keep_freed_memory
 from harness.models.load import load_tokenizer, model_id
 from harness.rundir import ADAPTER, CHECKPOINTS, DATASET_CARD, MANIFEST, TENSORBOARD, TRAIN_LOG
 from harness.stages import require_output
@@ -168,6 +169,8 @@ def build_trainer(tcfg: DictConfig, model_cfg: DictConfig, formatted: Path, out:
 def run(cfg: DictConfig, out: Path) -> dict:
     t0 = time.time()
     formatted = require_output(cfg, "format")
+    if not cuda_available():
+        keep_freed_memory()
     trainer, backend, model_ref, tokenizer = build_trainer(
         cfg.train, cfg.model, formatted, out, run_name=cfg.run_name, cache_dir=cfg.cache_dir)
     resume = last_checkpoint(out / CHECKPOINTS)

@@ -71,3 +71,18 @@ def test_a_stop_string_that_starts_in_the_prompt_ends_the_row_as_in_generate(eng
     spanning = (tok.decode(prompt[-1:])[-1] + first[:1],)  # the prompt's last char + the first
     fast, slow = both_ways(engine, [prompt], spanning, max_new_tokens=8)
     assert fast == slow == [[first]]  # generate stops after one token, and so do we
+
+
+def test_a_row_ends_once_done_holds_and_its_text_is_a_prefix_of_the_full_one(engine, prompts):
+    # next-line completion reads only the first line (fim.has_first_line): rows stop there
+    def done(text: str) -> bool:
+        return len(text) >= 12
+
+    full = engine.generate(prompts)
+    sizes = batch_sizes(engine, lambda: engine.generate(prompts, done=done))
+    short = engine.generate(prompts, done=done)
+    for f, s in zip(full, short, strict=True):
+        assert f.outputs[0].startswith(s.outputs[0])
+        assert done(s.outputs[0]) or s.outputs[0] == f.outputs[0]
+    assert sum(len(s.outputs[0]) < len(f.outputs[0]) for f, s in zip(full, short, strict=True)) > 2
+    assert len(sizes) < 24 and sizes[-1] < sizes[0]  # the batch shrank and ended early

@@ -166,7 +166,7 @@ def test_mix_subsamples_the_side_in_excess_and_counts_it():
 
 
 def test_without_sentinels_the_prompt_is_the_prefix_cut_from_the_left(tiny_model):
-    from harness.format.fim import first_line, left_to_right_prompt_ids
+    from harness.format.fim import first_line, has_first_line, left_to_right_prompt_ids
 
     tok = load_tokenizer(tiny_model)
     prefix = "".join(f"value_{i} = compute({i})\n" for i in range(200))
@@ -176,6 +176,9 @@ def test_without_sentinels_the_prompt_is_the_prefix_cut_from_the_left(tiny_model
     # a leading blank line is layout; the next line written is what gets scored
     assert first_line("\n\n    return total\n    # more") == "    return total"
     assert first_line("\n  \n") == ""
+    # ... and it is settled once a non-blank line has ended, not before
+    assert has_first_line("\n\n    return total\n") and has_first_line("x\ny")
+    assert not has_first_line("\n  \n    return tot") and not has_first_line("    return total")
 
 
 def test_fim_tokens_refuse_a_model_declared_without_sentinels(tiny_model):

@@ -9,7 +9,7 @@ stop strings afterwards the way bigcode-evaluation-harness does.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -69,7 +69,11 @@ class Engine(Protocol):
 
     def generate(self, prompts: list[list[int]], stop: Sequence[str] = (),
                  max_new_tokens: int | None = None, eos_token_ids: Sequence[int] | None = None,
-                 decoding: Decoding = GREEDY, desc: str = "generating") -> list[Generated]: ...
+                 decoding: Decoding = GREEDY, desc: str = "generating",
+                 done: Callable[[str], bool] | None = None) -> list[Generated]:
+        """`done`: a row may stop once `done(decoded text)` holds, where the caller reads only
+        that much of it (next-line completion). An engine that cannot stop early on it (vLLM,
+        an OpenAI server) ignores it and returns the longer text."""
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> str:

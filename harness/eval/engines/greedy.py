@@ -17,7 +17,7 @@ token for token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -47,9 +47,11 @@ def _stopped(tail: str, text: str, stop: Sequence[str]) -> bool:
 
 @torch.inference_mode()
 def greedy_decode(model, tokenizer, ids: torch.Tensor, mask: torch.Tensor, max_new: int,
-                  eos: Sequence[int], stop: Sequence[str] = ()) -> list[list[int]]:
-    """The generated token ids of each left-padded row, up to and including its eos token or
-    the token that completes a stop string, at most `max_new`."""
+                  eos: Sequence[int], stop: Sequence[str] = (),
+                  done: Callable[[str], bool] | None = None) -> list[list[int]]:
+    """The generated token ids of each left-padded row, up to and including its eos token,
+    the token that completes a stop string or the token after which `done(text)` holds, at
+    most `max_new`."""
     from transformers import DynamicCache
 
     rows = ids.shape[0]
@@ -68,10 +70,11 @@ def greedy_decode(model, tokenizer, ids: torch.Tensor, mask: torch.Tensor, max_n
         for j, tok in enumerate(nxt.tolist()):
             row = active[j]
             out[row].append(tok)
-            done = (tok in eos_set or step + 1 == max_new
-                    or (stop and _stopped(tails[row], tokenizer.decode(out[row], skip_special_tokens=True),
-                                          stop)))
-            if not done:
+            finished = tok in eos_set or step + 1 == max_new
+            if not finished and (stop or done):
+                text = tokenizer.decode(out[row], skip_special_tokens=True)
+                finished = bool(stop and _stopped(tails[row], text, stop)) or bool(done and done(text))
+            if not finished:
                 keep.append(j)
         if not keep:
             break

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tqdm import tqdm
@@ -27,7 +27,8 @@ class HFEngine:
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], stop: Sequence[str] = (),
                  max_new_tokens: int | None = None, eos_token_ids: Sequence[int] | None = None,
-                 decoding: Decoding = GREEDY, desc: str = "generating") -> list[Generated]:
+                 decoding: Decoding = GREEDY, desc: str = "generating",
+                 done: Callable[[str], bool] | None = None) -> list[Generated]:
         """Decoded continuations (special tokens dropped), cut at the first stop string.
 
         Prompts are sorted by length to cut padding and left-padded. Greedy decoding drops a
@@ -59,7 +60,8 @@ class HFEngine:
             ids, mask = ids.to(self.model.device), mask.to(self.model.device)
             if shrink:
                 rows = greedy_decode(self.model, self.tokenizer, ids, mask, max_new,
-                                     [] if eos is None else [eos] if isinstance(eos, int) else eos, stop)
+                                     [] if eos is None else [eos] if isinstance(eos, int) else eos, stop,
+                                     done)
             else:
                 rows = self.model.generate(
                     input_ids=ids, attention_mask=mask, max_new_tokens=max_new, pad_token_id=pad,

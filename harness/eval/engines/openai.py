@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
@@ -37,7 +37,8 @@ class OpenAIEngine:
 
     def generate(self, prompts: list[list[int]], stop: Sequence[str] = (),
                  max_new_tokens: int | None = None, eos_token_ids: Sequence[int] | None = None,
-                 decoding: Decoding = GREEDY, desc: str = "generating") -> list[Generated]:
+                 decoding: Decoding = GREEDY, desc: str = "generating",
+                 done: Callable[[str], bool] | None = None) -> list[Generated]:
         """``eos_token_ids`` is not sent: servers stop at their own end tokens (FIM's too)."""
         texts = [self.tokenizer.decode(p, skip_special_tokens=False) for p in prompts]
         # OpenAI's own API takes at most 4 stop strings; the rest are applied here afterwards.

@@ -11,7 +11,7 @@ as ``--lora-modules``, docs/gpu.md) and point ``eval.engine=openai`` at it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from harness.errors import HarnessError
 from harness.eval.engines.base import GREEDY, Decoding, Generated, truncate_at_stop
@@ -38,7 +38,8 @@ class VLLMEngine:
 
     def generate(self, prompts: list[list[int]], stop: Sequence[str] = (),
                  max_new_tokens: int | None = None, eos_token_ids: Sequence[int] | None = None,
-                 decoding: Decoding = GREEDY, desc: str = "generating") -> list[Generated]:
+                 decoding: Decoding = GREEDY, desc: str = "generating",
+                 done: Callable[[str], bool] | None = None) -> list[Generated]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 

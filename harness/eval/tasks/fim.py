@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from harness.eval import fim_task, runner
 from harness.eval.engines.base import Engine
+from harness.eval.engines.hf import HFEngine
 from harness.eval.records import match_metrics
 from harness.eval.tasks.base import Context, Section, Task
 from harness.format.fim import is_left_to_right
@@ -35,6 +36,9 @@ class Fim(Task):
 
     def generate(self, ctx: Context, items: list, engine: Engine, label: str) -> list[dict]:
         f, max_length = ctx.cfg.eval.fim, ctx.cfg.data.format.max_length
+        if f.get("batch_size") and isinstance(engine, HFEngine):
+            # long prompts, one short line each: on CPU smaller batches prefill faster
+            engine = HFEngine(engine.model, engine.tokenizer, f.batch_size, engine.max_new_tokens)
         return runner.run_fim(items, engine, ctx.tokenizer, ctx.fim_tokens,
                               max_length - f.max_new_tokens, f.max_new_tokens, label)
 
@@ -42,4 +46,5 @@ class Fim(Task):
         return {label: match_metrics(rows[label]) for label in MODELS}
 
     def settings(self, ctx: Context, items: list) -> dict:
-        return {"mode": "left_to_right" if is_left_to_right(ctx.cfg.model.fim) else "sentinels"}
+        return {"mode": "left_to_right" if is_left_to_right(ctx.cfg.model.fim) else "sentinels",
+                "batch_size": ctx.cfg.eval.fim.get("batch_size") or ctx.cfg.eval.batch_size}
