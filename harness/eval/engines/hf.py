@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from harness.eval.engines.base import GREEDY, Decoding, Generated, truncate_at_stop
 from harness.eval.engines.greedy import greedy_decode, plain_greedy
+from harness.malloc import keep_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ class HFEngine:
     def __init__(self, model, tokenizer, batch_size: int = 8, max_new_tokens: int = 256):
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        if model.device.type == "cpu":
+            keep_freed_memory()
 
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], stop: Sequence[str] = (),

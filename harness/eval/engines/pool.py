@@ -25,7 +25,6 @@ from omegaconf import DictConfig, OmegaConf
 from harness.errors import HarnessError
 from harness.eval.engines.base import Engine
 from harness.eval.engines.hf import HFEngine
-from harness.malloc import keep_freed_memory
 from harness.models.load import load_model
 
 log = logging.getLogger(__name__)
@@ -106,8 +105,6 @@ class EnginePool(contextlib.AbstractContextManager):
         log.info("eval: %s engine for the %s model", e.engine, label)
         if e.engine == "hf":
             device = eval_device(e)
-            if device == "cpu":
-                keep_freed_memory()
             model = load_model(self.model_ref, self.model_cfg, adapter=adapter, **placement(device))
             log.info("eval: %s model on %s, batch size %d", label, model.device, e.batch_size)
             return HFEngine(model, self.tokenizer, e.batch_size, e.max_new_tokens)
