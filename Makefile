@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/harness run experiment=demo
 
-# The demo's negative control: a harmful candidate (learning rate x50, constant) that the gate must refuse.
+# The demo's negative control: a harmful candidate (learning rate 5e-2, 25x the demo's, constant) that the gate must refuse.
 negative-control: $(STAMP)
 	$(VENV)/bin/harness run experiment=demo-harmful
 

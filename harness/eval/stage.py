@@ -320,6 +320,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "pass_at_k": sorted({1, *e.pass_at_k}), "model": model_ref, "adapter": adapter,
         "stop_words": {name: s["stop_words"] for name, s in asked.items() if "stop_words" in s},
         "modes": {name: s["mode"] for name, s in asked.items() if "mode" in s},
+        "batch_sizes": {name: s["batch_size"] for name, s in asked.items() if "batch_size" in s},
         "fim_tokens": (OmegaConf.to_container(cfg.model.fim) if OmegaConf.is_config(cfg.model.fim)
                        else cfg.model.fim or "detected"),
         # the same for both models

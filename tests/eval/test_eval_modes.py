@@ -16,7 +16,8 @@ def evaluated(tmp_path_factory, tiny_model, harness_cache):
     run = tmp_path_factory.mktemp("run")
     upstream(run, tiny_model)
     cfg = make_cfg(run, overrides=[*SMALL, "model.fim=left_to_right", "eval.humaneval.chat=true",
-                                   "eval.mbpp.chat=true", "eval.chat_max_new_tokens=16"],
+                                   "eval.mbpp.chat=true", "eval.chat_max_new_tokens=16",
+                                   "eval.fim.batch_size=3"],
                    cache_dir=harness_cache)
     out = run / "eval.partial"
     return out, stage.run(cfg, out)
@@ -40,6 +41,7 @@ def test_a_model_without_sentinels_predicts_the_next_line_and_skips_infilling(ev
     settings = json.loads((out / METRICS).read_text())["settings"]
     assert settings["modes"]["fim"] == "left_to_right" and settings["fim_tokens"] == "left_to_right"
     assert settings["modes"]["humaneval_chat"] == "chat"
+    assert settings["batch_sizes"] == {"fim": 3}  # its own batch size, recorded
     assert not list((out / "samples").glob("humaneval_infill_*"))
     fim = rows(out, "fim.base")
     assert len(fim) == 3 and {r["mode"] for r in fim} == {"left_to_right"}
