@@ -6,7 +6,7 @@ activations and logits. Measured on the 2-core VM with the offline real model
 (docs/reference-run.md), with ``mmap`` and trimming off: the eval's prefill of 64 held-out
 holes at batch 64 ran at 336 tokens/s instead of 225 (batch 16: 424 instead of 392, kernel time
 10 -> 2 s), and a bare LoRA step of 4 x 512 tokens took 15.2 s instead of 16.3 (kernel time
-36 -> 25 s). The price: the process keeps its peak heap (peak RSS 9.2 -> 9.8 GiB in that
+36 -> 25 s). The price: the process keeps its peak heap (peak RSS 9.2 -> 9.8 GB in that
 training loop), so this is for CPU runs only; on a GPU box host memory
 holds checkpoints in passing and should go back. The same as ``MALLOC_MMAP_MAX_=0
 MALLOC_TRIM_THRESHOLD_=<large>`` in the environment, set from inside so every entry point gets it.
